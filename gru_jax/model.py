@@ -1,0 +1,411 @@
+"""Multi-layer GRU speaker encoder: a masked `lax.scan` GRU, utterance pooling and an embedding.
+
+The GRU is a pure function of `(params, x [T, B, F], lengths)` with `torch.nn.GRU`'s parameters
+(gate order r, z, n; separate input and hidden biases), so weights interchange with PyTorch and
+another kernel (Pallas, a custom-VJP scan) can stand in for the scan behind the same signature.
+Steps past a sequence's length neither update the state nor produce output, so results never
+depend on how much padding a batch carries.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+PROJECTIONS = ("step", "chunk", "hoisted")
+POOLINGS = ("mean", "stats", "attentive")
+COMPUTE_DTYPES = ("float32", "bfloat16")
+DIRECTIONS = (("fwd", False), ("bwd", True))
+STD_EPSILON = 1e-5  # inside the sqrt of pooled stds: a finite gradient at zero variance
+
+GRUParams = Mapping[str, jax.Array]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    n_features: int = 80
+    hidden: int = 256
+    layers: int = 3
+    bidirectional: bool = False
+    projection: str = "step"  # where x @ w_ih runs: "step" | "chunk" | "hoisted"
+    chunk: int = 16
+    unroll: int = 2
+    pooling: str = "stats"  # "mean" | "stats" (mean + std) | "attentive" (Okabe et al. 2018)
+    attention_dim: int = 128
+    embedding_dim: int = 256
+    residual: bool = False  # identity skip where widths match, a bias-free projection otherwise
+    layer_norm: bool = False  # LayerNorm on each layer's output
+    dropout: float = 0.0  # between GRU layers, training only
+    compute_dtype: str = "float32"  # matmul inputs; state and accumulation stay float32
+
+    def __post_init__(self) -> None:
+        positive = (
+            "n_features",
+            "hidden",
+            "layers",
+            "chunk",
+            "unroll",
+            "attention_dim",
+            "embedding_dim",
+        )
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
+        choices = {"projection": PROJECTIONS, "pooling": POOLINGS, "compute_dtype": COMPUTE_DTYPES}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"ModelConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}"
+                )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout!r}")
+
+    @property
+    def dtype(self) -> jnp.dtype:
+        return jnp.dtype(self.compute_dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# GRU core (pure functions)
+
+
+def _gru_update(gi: jax.Array, gh: jax.Array, h: jax.Array) -> jax.Array:
+    """New state from input-gate and hidden-gate preactivations (both with their biases)."""
+    i_r, i_z, i_n = jnp.split(gi, 3, axis=-1)
+    h_r, h_z, h_n = jnp.split(gh, 3, axis=-1)
+    r = jax.nn.sigmoid(i_r + h_r)
+    z = jax.nn.sigmoid(i_z + h_z)
+    n = jnp.tanh(i_n + r * h_n)
+    return n + z * (h - n)  # (1 - z) * n + z * h with one multiply fewer
+
+
+def _dot(a: jax.Array, w: jax.Array) -> jax.Array:
+    """`a @ w` with inputs in w's dtype (the compute dtype) and float32 accumulation."""
+    return jnp.dot(a.astype(w.dtype), w, preferred_element_type=jnp.float32)
+
+
+def gru_cell(
+    params: GRUParams, x: jax.Array, h: jax.Array, *, compute_dtype=jnp.float32
+) -> jax.Array:
+    """One unmasked GRU step, x [B, F], h [B, H] -> h' [B, H] (for streaming and tests)."""
+    gi = _dot(x, params["w_ih"].astype(compute_dtype)) + params["b_ih"]
+    gh = _dot(h, params["w_hh"].astype(compute_dtype)) + params["b_hh"]
+    return _gru_update(gi, gh, h.astype(jnp.float32))
+
+
+def _masked_recurrence(
+    project: Callable[[jax.Array], jax.Array],
+    w_hh: jax.Array,
+    b_hh: jax.Array,
+    h0: jax.Array,
+    inputs: jax.Array,
+    valid: jax.Array,
+    unroll: int,
+) -> tuple[jax.Array, jax.Array]:
+    """Scan the recurrence over time; `project` turns one step's input into gi [B, 3H]."""
+
+    def step(h: jax.Array, xs: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        inp, ok = xs
+        h_new = _gru_update(project(inp), _dot(h, w_hh) + b_hh, h)
+        return jnp.where(ok, h_new, h), jnp.where(ok, h_new, 0.0)
+
+    h_last, ys = lax.scan(step, h0, (inputs, valid[..., None]), unroll=unroll)
+    return ys, h_last
+
+
+def _reversal_order(lengths: jax.Array, n_steps: int) -> jax.Array:
+    """[T, B] time indices reversing each sequence within its length; padding maps to itself."""
+    t = jnp.arange(n_steps)[:, None]
+    return jnp.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
+
+
+def _gather_time(x: jax.Array, order: jax.Array) -> jax.Array:
+    return x[order, jnp.arange(x.shape[1])[None, :]]
+
+
+def gru_layer(
+    params: GRUParams,
+    x: jax.Array,
+    lengths: jax.Array,
+    *,
+    reverse: bool = False,
+    projection: str = "step",
+    chunk: int = 16,
+    unroll: int = 2,
+    compute_dtype=jnp.float32,
+    initial_state: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """One GRU direction over time-major x [T, B, F] -> (ys [T, B, H], h_last [B, H]).
+
+    ys is zero at steps t >= lengths[b]; h_last is each sequence's state at its own end (the
+    initial state, zeros by default, for length 0). Lengths above T count as T. `reverse` runs
+    each sequence backwards within its own length, with outputs at the input's time positions.
+    `projection` only changes where x @ w_ih is computed: per step, per `chunk` steps, or hoisted
+    into one [T*B, F] matmul before the scan; the numbers are the same.
+    """
+    if projection not in PROJECTIONS:
+        raise ValueError(f"projection must be one of {PROJECTIONS}, got {projection!r}")
+    n_steps, batch, _ = x.shape
+    hidden = params["w_hh"].shape[0]
+    lengths = jnp.minimum(lengths.astype(jnp.int32), n_steps)
+    valid = jnp.arange(n_steps)[:, None] < lengths[None, :]
+    if reverse:
+        order = _reversal_order(lengths, n_steps)
+        x = _gather_time(x, order)
+    h0 = (
+        jnp.zeros((batch, hidden), jnp.float32)
+        if initial_state is None
+        else initial_state.astype(jnp.float32)
+    )
+    w_ih = params["w_ih"].astype(compute_dtype)
+    w_hh = params["w_hh"].astype(compute_dtype)
+    b_hh = params["b_hh"]
+    project = lambda inp: _dot(inp, w_ih) + params["b_ih"]
+    identity = lambda gi: gi
+
+    if projection == "step":
+        ys, h_last = _masked_recurrence(project, w_hh, b_hh, h0, x, valid, unroll)
+    elif projection == "hoisted":
+        ys, h_last = _masked_recurrence(identity, w_hh, b_hh, h0, project(x), valid, unroll)
+    else:
+        pad = -n_steps % chunk
+        x_chunks = jnp.pad(x, ((0, pad), (0, 0), (0, 0))).reshape(-1, chunk, batch, x.shape[-1])
+        valid_chunks = jnp.pad(valid, ((0, pad), (0, 0))).reshape(-1, chunk, batch)
+
+        def chunk_step(h, xs):
+            x_c, ok_c = xs
+            ys_c, h = _masked_recurrence(identity, w_hh, b_hh, h, project(x_c), ok_c, unroll)
+            return h, ys_c
+
+        h_last, ys = lax.scan(chunk_step, h0, (x_chunks, valid_chunks))
+        ys = ys.reshape(-1, batch, hidden)[:n_steps]
+
+    if reverse:
+        ys = _gather_time(ys, order)
+    return ys, h_last
+
+
+def from_torch_gru(
+    state_dict_numpy: Mapping[str, np.ndarray], num_layers: int, bidirectional: bool
+) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+    """`torch.nn.GRU` weights -> {"layer_i": {"fwd"|"bwd": {w_ih, w_hh, b_ih, b_hh}}}.
+
+    Torch stores weights as [3H, F] for W x; ours are transposed for x @ W. Gate order matches.
+    """
+    torch_names = {"w_ih": "weight_ih", "w_hh": "weight_hh", "b_ih": "bias_ih", "b_hh": "bias_hh"}
+    converted: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    for layer in range(num_layers):
+        layer_params = {}
+        for direction, reverse in DIRECTIONS[: 2 if bidirectional else 1]:
+            suffix = f"_l{layer}" + ("_reverse" if reverse else "")
+            weights = {}
+            for ours, theirs in torch_names.items():
+                key = theirs + suffix
+                if key not in state_dict_numpy:
+                    raise KeyError(
+                        f"torch GRU state dict has no {key!r} (num_layers={num_layers}, "
+                        f"bidirectional={bidirectional})"
+                    )
+                value = np.asarray(state_dict_numpy[key], dtype=np.float32)
+                weights[ours] = value.T if value.ndim == 2 else value
+            layer_params[direction] = weights
+        converted[f"layer_{layer}"] = layer_params
+    return converted
+
+
+# --------------------------------------------------------------------------------------------
+# Flax modules
+
+
+def _torch_uniform(hidden: int) -> Callable:
+    """torch.nn.GRU's init, U(-1/sqrt(H), 1/sqrt(H)), for weights and biases alike."""
+    bound = 1.0 / math.sqrt(hidden)
+
+    def init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+class GRUWeights(nn.Module):
+    """Declares one direction's torch-compatible parameters and hands them to `gru_layer`."""
+
+    in_features: int
+    hidden: int
+
+    @nn.compact
+    def __call__(self) -> dict[str, jax.Array]:
+        gates = 3 * self.hidden
+        shapes = {
+            "w_ih": (self.in_features, gates),
+            "w_hh": (self.hidden, gates),
+            "b_ih": (gates,),
+            "b_hh": (gates,),
+        }
+        init = _torch_uniform(self.hidden)
+        return {name: self.param(name, init, shape) for name, shape in shapes.items()}
+
+
+class GRULayer(nn.Module):
+    """One (bi)directional GRU layer on time-major frames, with optional residual and LayerNorm."""
+
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, x: jax.Array, lengths: jax.Array) -> jax.Array:
+        cfg = self.config
+        outputs = []
+        for name, reverse in DIRECTIONS[: 2 if cfg.bidirectional else 1]:
+            params = GRUWeights(x.shape[-1], cfg.hidden, name=name)()
+            ys, _ = gru_layer(
+                params,
+                x,
+                lengths,
+                reverse=reverse,
+                projection=cfg.projection,
+                chunk=cfg.chunk,
+                unroll=cfg.unroll,
+                compute_dtype=cfg.dtype,
+            )
+            outputs.append(ys)
+        y = jnp.concatenate(outputs, axis=-1)
+        if cfg.residual:
+            same_width = x.shape[-1] == y.shape[-1]
+            y = y + (x if same_width else nn.Dense(y.shape[-1], use_bias=False, name="skip")(x))
+        if cfg.layer_norm:
+            y = nn.LayerNorm(name="norm")(y)
+        return y
+
+
+def _weighted_mean_std(frames: jax.Array, weights: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Mean and std over time of frames [T, B, D] under weights [T, B] that sum to 1 per column."""
+    w = weights[..., None]
+    mean = jnp.sum(w * frames, axis=0)
+    var = jnp.sum(w * jnp.square(frames - mean), axis=0)
+    return mean, jnp.sqrt(var + STD_EPSILON)
+
+
+class AttentiveStatsPooling(nn.Module):
+    """Attentive statistics pooling (Okabe et al. 2018): attention-weighted mean and std.
+
+    The score e_t = v . tanh(W h_t + b) has no bias of its own: softmax over time ignores it.
+    """
+
+    attention_dim: int
+
+    @nn.compact
+    def __call__(self, frames: jax.Array, valid: jax.Array) -> jax.Array:
+        hidden = jnp.tanh(nn.Dense(self.attention_dim, name="attention")(frames))
+        scores = nn.Dense(1, use_bias=False, name="score")(hidden)[..., 0]
+        weights = jax.nn.softmax(jnp.where(valid, scores, -jnp.inf), axis=0)
+        return jnp.concatenate(_weighted_mean_std(frames, weights), axis=-1)
+
+
+class SpeakerEncoder(nn.Module):
+    """feats [B, T, F], lengths [B] -> embeddings [B, E].
+
+    Lengths of 0 count as 1 (the first, padding, frame) so that pooling always has a frame to
+    average and attention never normalises over nothing. The last GRU layer's time-major output
+    is sown as `intermediates/frames` ([T, B, D], zero past each length without residual/norm).
+    """
+
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, feats: jax.Array, lengths: jax.Array, train: bool = False) -> jax.Array:
+        cfg = self.config
+        if feats.ndim != 3 or feats.shape[-1] != cfg.n_features:
+            raise ValueError(
+                f"SpeakerEncoder expects feats [B, T, {cfg.n_features}], got {feats.shape}"
+            )
+        n_frames = feats.shape[1]
+        lengths = jnp.maximum(lengths.astype(jnp.int32), 1)
+        x = jnp.swapaxes(feats.astype(jnp.float32), 0, 1)
+        for layer in range(cfg.layers):
+            if layer:
+                x = nn.Dropout(cfg.dropout, deterministic=not train)(x)
+            x = GRULayer(cfg, name=f"layer_{layer}")(x, lengths)
+        self.sow("intermediates", "frames", x)
+
+        valid = jnp.arange(n_frames)[:, None] < lengths[None, :]
+        frames = jnp.where(valid[..., None], x, 0.0)
+        if cfg.pooling == "attentive":
+            pooled = AttentiveStatsPooling(cfg.attention_dim, name="pooling")(frames, valid)
+        else:
+            weights = valid / jnp.minimum(lengths, n_frames)[None, :]
+            mean, std = _weighted_mean_std(frames, weights)
+            pooled = mean if cfg.pooling == "mean" else jnp.concatenate([mean, std], axis=-1)
+        return nn.Dense(cfg.embedding_dim, name="embedding")(pooled)
+
+
+def init_params(config: ModelConfig, rng: jax.Array, n_frames: int = 2) -> dict:
+    """Fresh encoder parameters (shapes do not depend on the dummy input's size)."""
+    feats = jnp.zeros((1, n_frames, config.n_features), jnp.float32)
+    lengths = jnp.full((1,), n_frames, jnp.int32)
+    return SpeakerEncoder(config).init(rng, feats, lengths)["params"]
+
+
+@partial(jax.jit, static_argnames="config")
+def embed(params: dict, config: ModelConfig, feats: jax.Array, lengths: jax.Array) -> jax.Array:
+    """Evaluation-mode embeddings [B, E] of feats [B, T, F] (jitted; one compile per shape)."""
+    return SpeakerEncoder(config).apply({"params": params}, feats, lengths)
+
+
+# --------------------------------------------------------------------------------------------
+# Augmentation
+
+
+def _random_spans(
+    key: jax.Array, count: int, max_width: int, extent: jax.Array, size: int
+) -> jax.Array:
+    """[B, size] bool: `count` spans per row, widths U{0..max_width}, inside [0, extent[b])."""
+    width_key, start_key = jax.random.split(key)
+    shape = (extent.shape[0], count)
+    widths = jnp.minimum(jax.random.randint(width_key, shape, 0, max_width + 1), extent[:, None])
+    starts = jax.random.randint(start_key, shape, 0, extent[:, None] - widths + 1)
+    pos = jnp.arange(size)
+    inside = (pos >= starts[..., None]) & (pos < (starts + widths)[..., None])
+    return jnp.any(inside, axis=1)
+
+
+def spec_augment(
+    rng: jax.Array,
+    feats: jax.Array,
+    lengths: jax.Array,
+    *,
+    time_masks: int = 2,
+    max_time: int = 20,
+    freq_masks: int = 2,
+    max_freq: int = 10,
+) -> jax.Array:
+    """SpecAugment-style masking of feats [B, T, F]: spans of frames and of bins set to 0.
+
+    Zero is the mean of normalised (CMVN) features. Each utterance draws its own masks, time
+    masks lie within its length, and padding frames are never touched.
+    """
+    for name, value in (
+        ("time_masks", time_masks),
+        ("max_time", max_time),
+        ("freq_masks", freq_masks),
+        ("max_freq", max_freq),
+    ):
+        if value < 0:
+            raise ValueError(f"spec_augment: {name} must be >= 0, got {value}")
+    batch, n_frames, n_feats = feats.shape
+    lengths = jnp.clip(lengths.astype(jnp.int32), 0, n_frames)
+    time_key, freq_key = jax.random.split(rng)
+    in_time = _random_spans(time_key, time_masks, max_time, lengths, n_frames)
+    all_bins = jnp.full((batch,), n_feats, jnp.int32)
+    in_freq = _random_spans(freq_key, freq_masks, max_freq, all_bins, n_feats)
+    valid = jnp.arange(n_frames)[None, :] < lengths[:, None]
+    masked = valid[:, :, None] & (in_time[:, :, None] | in_freq[:, None, :])
+    return jnp.where(masked, jnp.zeros((), feats.dtype), feats)

@@ -1,0 +1,7 @@
+"""Test-wide set-up: four host CPU devices so multi-device code paths run on a laptop."""
+
+import os
+
+# Must happen before JAX initialises its backend (i.e. before any test imports jax).
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
