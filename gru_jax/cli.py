@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-DEMO_CORPUS = {"n_speakers": 60, "n_utterances": 16, "seed": 0}
+DEMO_CORPUS = {"n_speakers": 200, "n_utterances": 10, "seed": 0}
 
 
 def setup_logging(verbose: bool = False) -> None:

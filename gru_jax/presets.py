@@ -16,14 +16,14 @@ def demo() -> TrainConfig:
         model=ModelConfig(n_features=40, hidden=128, layers=2, pooling="stats", embedding_dim=128),
         loss=LossConfig(kind="aam", scale=30.0, margin=0.2, margin_warmup_steps=300),
         optim=OptimConfig(learning_rate=3e-3, warmup_steps=50),
-        steps=600,
+        steps=900,
         batch_size=64,
         crop_frames=150,
         min_frames=50,
         log_every=10,
-        eval_every=150,
+        eval_every=300,
         checkpoint_every=150,
-        val_speakers=6,
+        val_speakers=10,
         val_trials=2000,
     )
 

@@ -24,6 +24,7 @@ from gru_jax.training import (
     load_trained,
     put_batch,
     replace_config,
+    validation_eer,
 )
 
 N_MELS = 24
@@ -183,17 +184,16 @@ def test_config_overrides():
 
 
 @pytest.mark.slow
-def test_short_training_lowers_loss_and_validation_eer(data, tmp_path):
-    cfg = tiny_config(
-        steps=120,
-        eval_every=120,
-        log_every=10,
-        checkpoint_every=120,
-        optim=OptimConfig(learning_rate=5e-3, warmup_steps=10),
-    )
+def test_short_training_lowers_loss_and_validation_eer(tmp_path):
+    info = make_corpus(tmp_path / "corpus", n_speakers=48, n_utterances=6, seed=5,
+                       n_test_speakers=2, progress=False)
+    store = prepare_store(info.wav_dir, FeatureConfig(n_mels=N_MELS), list_file=info.train_list,
+                          store_dir=tmp_path / "store", workers=1, progress=False)
+    data = split_speakers(store, 10, seed=0)
+    cfg = tiny_config(steps=150, eval_every=150, log_every=10, checkpoint_every=150,
+                      val_speakers=10, val_trials=1000,
+                      optim=OptimConfig(learning_rate=5e-3, warmup_steps=10))
     trainer = Trainer(cfg, data, tmp_path / "run", progress=False)
-    from gru_jax.training import validation_eer
-
     eer_before = validation_eer(trainer.embedder, trainer.state.params, data, cfg)
     result = trainer.fit()
     trainer.close()
