@@ -185,14 +185,32 @@ def test_config_overrides():
 
 @pytest.mark.slow
 def test_short_training_lowers_loss_and_validation_eer(tmp_path):
-    info = make_corpus(tmp_path / "corpus", n_speakers=48, n_utterances=6, seed=5,
-                       n_test_speakers=2, progress=False)
-    store = prepare_store(info.wav_dir, FeatureConfig(n_mels=N_MELS), list_file=info.train_list,
-                          store_dir=tmp_path / "store", workers=1, progress=False)
+    info = make_corpus(
+        tmp_path / "corpus",
+        n_speakers=48,
+        n_utterances=6,
+        seed=5,
+        n_test_speakers=2,
+        progress=False,
+    )
+    store = prepare_store(
+        info.wav_dir,
+        FeatureConfig(n_mels=N_MELS),
+        list_file=info.train_list,
+        store_dir=tmp_path / "store",
+        workers=1,
+        progress=False,
+    )
     data = split_speakers(store, 10, seed=0)
-    cfg = tiny_config(steps=150, eval_every=150, log_every=10, checkpoint_every=150,
-                      val_speakers=10, val_trials=1000,
-                      optim=OptimConfig(learning_rate=5e-3, warmup_steps=10))
+    cfg = tiny_config(
+        steps=150,
+        eval_every=150,
+        log_every=10,
+        checkpoint_every=150,
+        val_speakers=10,
+        val_trials=1000,
+        optim=OptimConfig(learning_rate=5e-3, warmup_steps=10),
+    )
     trainer = Trainer(cfg, data, tmp_path / "run", progress=False)
     eer_before = validation_eer(trainer.embedder, trainer.state.params, data, cfg)
     result = trainer.fit()
@@ -201,3 +219,64 @@ def test_short_training_lowers_loss_and_validation_eer(tmp_path):
     losses = [r["loss"] for r in rows if "loss" in r]
     assert losses[-1] < 0.7 * losses[0]
     assert result.last_val_eer < eer_before - 0.05, (eer_before, result.last_val_eer)
+
+
+def test_ge2e_trains_on_speaker_balanced_batches(data, tmp_path):
+    cfg = tiny_config(steps=3, eval_every=3, loss=LossConfig(kind="ge2e"), speakers_per_batch=4)
+    trainer = Trainer(cfg, data, tmp_path / "run", progress=False)
+    batch = trainer.stream.batch(0)
+    assert [len(set(batch.labels[i : i + 4])) for i in range(0, 16, 4)] == [1, 1, 1, 1]
+    result = trainer.fit()
+    trainer.close()
+    assert result.step == 3 and result.skipped_steps == 0 and result.last_val_eer is not None
+
+
+def test_train_cli_runs_and_resumes(data, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    wav_dir = Path(data.store.paths[0]).parents[2]
+    cmd = [
+        sys.executable,
+        str(root / "train.py"),
+        "--data",
+        str(wav_dir),
+        "--list",
+        str(wav_dir.parent / "train_list.txt"),
+        "--out",
+        str(tmp_path / "run"),
+        "--store-dir",
+        str(data.store.path),
+        "--batch-size",
+        "8",
+        "--no-progress",
+        "--set",
+        "features.n_mels=24",
+        "--set",
+        "model.n_features=24",
+        "--set",
+        "model.hidden=16",
+        "--set",
+        "model.layers=1",
+        "--set",
+        "val_speakers=3",
+        "--set",
+        "eval_every=4",
+        "--set",
+        "crop_frames=40",
+        "--steps",
+    ]
+    first = subprocess.run([*cmd, "4"], capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "trained 4 steps" in first.stdout and "validation EER best" in first.stdout
+    assert "extracted" not in first.stderr  # the store was reused, not rebuilt
+    for name in ("config.json", "metrics.jsonl", "training_curves.png"):
+        assert (tmp_path / "run" / name).exists()
+    again = subprocess.run([*cmd, "40"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "another config" in again.stderr  # steps changed
+    bad = subprocess.run(
+        [*cmd, "4", "--set", "model.hiden=3"], capture_output=True, text=True, timeout=300
+    )
+    assert bad.returncode != 0 and "unknown config field 'model.hiden'" in bad.stderr
