@@ -257,6 +257,20 @@ def put_batch(batch: Batch, mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:
     }
 
 
+def train_stream(cfg: TrainConfig, data: TrainingData) -> CropBatches:
+    """The run's batch stream: batch k is a pure function of (seed, k), so a step number resumes it."""
+    return CropBatches(
+        data.store,
+        data.train_indices,
+        data.train_labels,
+        cfg.batch_size,
+        crop_frames=cfg.crop_frames,
+        min_frames=cfg.min_frames,
+        seed=cfg.seed,
+        speakers_per_batch=cfg.speakers_per_batch or None,
+    )
+
+
 def sample_trials(labels: np.ndarray, n_trials: int, seed: int) -> tuple[np.ndarray, ...]:
     """Balanced genuine/impostor pairs (i, j, target) over utterances with speaker `labels`."""
     rng = np.random.default_rng(seed)
@@ -343,16 +357,7 @@ class Trainer:
                 f"use a multiple of {n_dev}"
             )
         self.model = Model(cfg, data.n_classes)
-        self.stream = CropBatches(
-            data.store,
-            data.train_indices,
-            data.train_labels,
-            cfg.batch_size,
-            crop_frames=cfg.crop_frames,
-            min_frames=cfg.min_frames,
-            seed=cfg.seed,
-            speakers_per_batch=cfg.speakers_per_batch or None,
-        )
+        self.stream = train_stream(cfg, data)
         self.embedder = Embedder(self.model.encoder, self.mesh, max_frames=cfg.eval_max_frames)
         self.manager = checkpoint.make_manager(self.out, keep=cfg.keep_checkpoints)
         replicated = NamedSharding(self.mesh, P())

@@ -6,7 +6,6 @@ import jax
 import numpy as np
 import pytest
 
-from gru_jax.batching import CropBatches
 from gru_jax.configs import ConfigError
 from gru_jax.data import prepare_store, split_speakers
 from gru_jax.features import FeatureConfig
@@ -24,6 +23,7 @@ from gru_jax.training import (
     load_trained,
     put_batch,
     replace_config,
+    train_stream,
     validation_eer,
 )
 
@@ -80,15 +80,7 @@ def test_four_devices_match_one_device(data):
     assert jax.device_count() == 4, "conftest should provide 4 CPU devices"
     cfg = tiny_config()
     model = Model(cfg, data.n_classes)
-    stream = CropBatches(
-        data.store,
-        data.train_indices,
-        data.train_labels,
-        cfg.batch_size,
-        crop_frames=cfg.crop_frames,
-        min_frames=cfg.min_frames,
-        seed=0,
-    )
+    stream = train_stream(cfg, data)
     results = []
     for n in (1, 4):
         mesh = data_mesh(jax.devices()[:n])
