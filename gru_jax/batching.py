@@ -166,9 +166,17 @@ class CropBatches:
             rows.append(self._by_speaker[self._speaker_start[s] + picks])
         return np.concatenate(rows)
 
-    def batch(self, step: int) -> Batch:
+    def batch(self, step: int, part: tuple[int, int] = (0, 1)) -> Batch:
+        """Global batch `step`, or with ``part=(k, n)`` only its k-th of n equal row blocks.
+
+        A process of a multi-host run reads just its own block; the global batch (and so training)
+        is the same whatever the number of processes.
+        """
         if step < 0:
             raise ValueError(f"step must be >= 0, not {step}")
+        k, n_parts = part
+        if self.batch_size % n_parts or not 0 <= k < n_parts:
+            raise ValueError(f"cannot take part {k} of {n_parts} of a batch of {self.batch_size}")
         rng = np.random.default_rng([self.seed, _STEP_STREAM, step])
         if self.speakers_per_batch is None:
             rows = self._plain_rows(step)
@@ -177,6 +185,8 @@ class CropBatches:
         lengths = self._lengths[rows]
         crop = np.minimum(lengths, self.crop_frames)
         starts = rng.integers(0, lengths - crop + 1)
+        block = slice(k * len(rows) // n_parts, (k + 1) * len(rows) // n_parts)
+        rows, crop, starts = rows[block], crop[block], starts[block]
         out = _empty_batch(len(rows), self.crop_frames, self.source.n_features)
         out.lengths[:] = crop
         out.labels[:] = self.labels[rows]

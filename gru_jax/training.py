@@ -241,18 +241,16 @@ def compile_train_step(model: Model, mesh: jax.sharding.Mesh, state: TrainState)
 
 
 def put_batch(batch: Batch, mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:
-    """Host batch -> device arrays sharded by rows; each process contributes its own rows."""
+    """This process's rows of a global batch -> device arrays sharded by rows over the mesh."""
     rows = NamedSharding(mesh, P("data"))
-    n_proc, pid = jax.process_count(), jax.process_index()
-    per_proc = len(batch.labels) // n_proc
-    local = slice(pid * per_proc, (pid + 1) * per_proc)
+    global_rows = len(batch.labels) * jax.process_count()
     arrays = {
-        "feats": batch.feats[local],
-        "lengths": batch.lengths[local].astype(np.int32),
-        "labels": batch.labels[local].astype(np.int32),
+        "feats": batch.feats,
+        "lengths": batch.lengths.astype(np.int32),
+        "labels": batch.labels.astype(np.int32),
     }
     return {
-        k: jax.make_array_from_process_local_data(rows, v, (len(batch.labels), *v.shape[1:]))
+        k: jax.make_array_from_process_local_data(rows, v, (global_rows, *v.shape[1:]))
         for k, v in arrays.items()
     }
 
@@ -410,8 +408,9 @@ class Trainer:
         checkpoint.save(self.manager, step, self.state, self.meta(step, val_eer), metrics, force)
 
     def _batches(self, start: int, stop: int) -> Iterator[dict[str, jax.Array]]:
+        part = (jax.process_index(), jax.process_count())
         with Prefetcher(
-            self.stream.batch,
+            lambda step: self.stream.batch(step, part),
             start,
             stop,
             depth=4,

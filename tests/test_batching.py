@@ -91,6 +91,17 @@ def test_crop_batches_are_a_pure_function_of_seed_and_step():
     assert not np.array_equal(a.batch(2).feats, a.batch(2 + a.steps_per_epoch).feats)
 
 
+def test_process_parts_concatenate_to_the_global_batch():
+    stream = plain_stream(make_store())
+    full = stream.batch(3)
+    parts = [stream.batch(3, (k, 2)) for k in range(2)]
+    for field in ("feats", "lengths", "labels", "index"):
+        joined = np.concatenate([getattr(p, field) for p in parts])
+        np.testing.assert_array_equal(joined, getattr(full, field))
+    with pytest.raises(ValueError, match="part"):
+        stream.batch(0, (0, 3))
+
+
 def test_resumed_iterator_matches_fresh_one():
     stream = plain_stream(make_store())
     k = 9

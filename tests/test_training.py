@@ -142,8 +142,8 @@ def test_non_finite_steps_are_skipped_then_stop(data, tmp_path):
     trainer = Trainer(cfg, data, tmp_path / "run", progress=False)
     clean = trainer.stream.batch
 
-    def poisoned(step):
-        b = clean(step)
+    def poisoned(step, part=(0, 1)):
+        b = clean(step, part)
         if step == 1 or step >= 4:
             b.feats[0, 0, 0] = np.nan
         return b
