@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import os
 
-import librosa
 import numpy as np
-import soundfile as sf
 
 AUDIO_REASONS = ("missing", "unreadable", "empty", "non_finite", "silent", "too_short")
 
@@ -67,6 +65,8 @@ def load_audio(
     if peak < SILENCE_PEAK:
         raise AudioError(path, "silent", f"peak {peak:.2e} below {SILENCE_PEAK:.0e}")
     if native_rate != sample_rate:
+        import librosa  # deferred: model-only users (serving, GPU hosts) need no audio stack
+
         wave = librosa.resample(
             wave, orig_sr=native_rate, target_sr=sample_rate, res_type="soxr_hq"
         )
@@ -83,6 +83,8 @@ def _check_segment_bounds(start: float | None, end: float | None) -> None:
 
 def _read_segment(path: str, start: float | None, end: float | None) -> tuple[np.ndarray, int]:
     """Samples [frames, channels] float32 and the native rate; decoder failures are `unreadable`."""
+    import soundfile as sf  # deferred: model-only users (serving, GPU hosts) need no audio stack
+
     try:
         with sf.SoundFile(path) as f:
             rate = f.samplerate

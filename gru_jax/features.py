@@ -21,7 +21,6 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
-import librosa
 import numpy as np
 import scipy.sparse
 from tqdm import tqdm
@@ -114,6 +113,8 @@ def compute_features(
     dropped silence does not bias the statistics. Raises `AudioError(source, "too_short")` when
     the wave is shorter than one frame or less than `min_duration_s` of it survives VAD.
     """
+    import librosa  # deferred, like every librosa use here: FeatureConfig alone needs no audio stack
+
     wave = np.asarray(wave, dtype=np.float32)
     if wave.ndim != 1:
         raise ValueError(f"{source}: expected a mono 1-D waveform, got shape {wave.shape}")
@@ -162,6 +163,8 @@ def _preemphasise(wave: np.ndarray, coef: float) -> np.ndarray:
 
 
 def _power_spectrogram(wave: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    import librosa
+
     spec = librosa.stft(
         wave,
         n_fft=cfg.n_fft,
@@ -183,6 +186,8 @@ def _mel_basis(
     and it never starts BLAS threads: a multithreaded sgemm this small was 100x slower on a
     busy machine and oversubscribes the CPUs when extraction workers run in parallel.
     """
+    import librosa
+
     basis = librosa.filters.mel(
         sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, dtype=np.float32
     )

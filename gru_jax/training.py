@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flax
 import jax
@@ -28,15 +28,17 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
-from gru_jax import checkpoint, configs, reports
+from gru_jax import checkpoint, configs
 from gru_jax.batching import Batch, CropBatches, Prefetcher
-from gru_jax.data import TrainingData
 from gru_jax.embed import Embedder
 from gru_jax.features import FeatureConfig
 from gru_jax.losses import LossConfig, SpeakerHead, margin_at
 from gru_jax.model import ModelConfig, SpeakerEncoder, spec_augment
 from gru_jax.scoring import cosine_scores
 from gru_jax.scoring import eer as compute_eer
+
+if TYPE_CHECKING:
+    from gru_jax.data import TrainingData
 
 log = logging.getLogger(__name__)
 
@@ -519,6 +521,8 @@ class Trainer:
             self.best_val_eer = val
         self._append_row({"step": step, "val_eer": val})
         if self.is_main:
+            from gru_jax import reports  # matplotlib only where curves are drawn
+
             reports.plot_training_curves(self.history, self.out / "training_curves.png")
         return val
 
