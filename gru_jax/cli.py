@@ -6,7 +6,10 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+from gru_jax.configs import ConfigError
 
 DEMO_CORPUS = {"n_speakers": 200, "n_utterances": 10, "seed": 0}
 
@@ -28,7 +31,7 @@ def _parse_overrides(items: list[str]) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise SystemExit(f"--set expects section.field=value, got {item!r}")
+            raise ConfigError(f"--set expects section.field=value, got {item!r}")
         out[key.strip()] = value.strip()
     return out
 
@@ -99,7 +102,7 @@ def train_main(argv: list[str] | None = None) -> int:
     from gru_jax.training import Trainer, replace_config
 
     if args.preset not in presets.PRESETS:
-        raise SystemExit(f"unknown preset {args.preset!r}; choose from {sorted(presets.PRESETS)}")
+        raise ConfigError(f"unknown preset {args.preset!r}; choose from {sorted(presets.PRESETS)}")
     overrides = _parse_overrides(args.set)
     if args.steps is not None:
         overrides["steps"] = str(args.steps)
@@ -108,7 +111,7 @@ def train_main(argv: list[str] | None = None) -> int:
     try:
         cfg = replace_config(presets.PRESETS[args.preset](), overrides)
     except (ValueError, TypeError) as e:
-        raise SystemExit(f"bad configuration: {e}") from None
+        raise ConfigError(f"bad configuration: {e}") from None
 
     data_path, list_file = args.data, args.list_file
     if data_path is None:
@@ -119,7 +122,7 @@ def train_main(argv: list[str] | None = None) -> int:
         data_path, list_file = str(info.wav_dir), str(info.train_list)
     out = Path(args.out or f"runs/{args.preset}")
     if args.fresh and (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):
-        raise SystemExit(f"{out} already holds checkpoints and --fresh was given")
+        raise ConfigError(f"{out} already holds checkpoints and --fresh was given")
 
     store = prepare_store(
         data_path,
@@ -158,29 +161,44 @@ def train_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def main_guard(fn) -> None:
-    """Run a CLI main: clean exit codes, no traceback for expected user errors."""
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors caused by the user's input or data: reported in one line, without a traceback."""
     from gru_jax.audio import AudioError
     from gru_jax.configs import ConfigError
     from gru_jax.corpora import CorpusError
+    from gru_jax.enrollment import EnrollmentError
     from gru_jax.store import StoreError
     from gru_jax.training import NonFiniteError
 
-    try:
-        sys.exit(fn())
-    except (
+    return (
         AudioError,
         ConfigError,
         CorpusError,
+        EnrollmentError,
         StoreError,
         NonFiniteError,
         FileNotFoundError,
-    ) as e:
+    )
+
+
+def guarded(call: Callable[[], int]) -> int:
+    """Run a command: its exit code, or 2 with ``error: ...`` for a user error, 130 on Ctrl-C."""
+    try:
+        return call()
+    except user_errors() as e:
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
-        sys.exit(130)
+        return EXIT_INTERRUPTED
+
+
+def main_guard(fn: Callable[[], int]) -> None:
+    sys.exit(guarded(fn))
 
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

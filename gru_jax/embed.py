@@ -66,9 +66,11 @@ class Embedder:
         out = np.zeros((len(indices), self.encoder.config.embedding_dim), np.float32)
         if len(indices) == 0:
             return out
-        batches = bucket_batches(
-            source.lengths[indices], self.max_frames, multiple_of=self.mesh.size
-        )
+        lengths = source.lengths[indices]
+        # a batch holds at least one row per device: very long audio raises the frame budget
+        # (one more compiled shape) instead of failing
+        max_frames = max(self.max_frames, padded_length(int(lengths.max())) * self.mesh.size)
+        batches = bucket_batches(lengths, max_frames, multiple_of=self.mesh.size)
         for positions in tqdm(batches, disable=not progress, desc="embed", unit="batch"):
             real = positions >= 0
             store_rows = np.where(real, indices[np.maximum(positions, 0)], -1)

@@ -334,6 +334,7 @@ class Trainer:
 
     Creating a Trainer on a directory with checkpoints resumes from the latest one (the config must
     match); `fit` runs to ``cfg.steps`` or to `stop_at` (a planned interruption, used by tests).
+    `devices` defaults to every device of every process.
     """
 
     def __init__(
@@ -342,6 +343,7 @@ class Trainer:
         data: TrainingData,
         out_dir: str | os.PathLike[str],
         progress: bool = True,
+        devices: list[jax.Device] | None = None,
     ):
         self.cfg = cfg
         self.data = data
@@ -349,7 +351,7 @@ class Trainer:
         self.is_main = jax.process_index() == 0
         self.progress = progress and self.is_main
         self.history: list[dict[str, Any]] = []
-        self.mesh = data_mesh()
+        self.mesh = data_mesh(devices)
         n_dev = self.mesh.size
         if cfg.batch_size % n_dev:
             raise configs.ConfigError(

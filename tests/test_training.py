@@ -28,6 +28,7 @@ from gru_jax.training import (
 )
 
 N_MELS = 24
+ONE = dict(devices=jax.devices()[:1])  # 3x faster on a 2-core CPU than 4 virtual devices
 
 
 def tiny_config(**kw) -> TrainConfig:
@@ -130,16 +131,16 @@ def test_kill_and_resume_is_bit_exact(data, tmp_path):
 
 
 def test_resume_with_another_config_is_refused(data, tmp_path):
-    t = Trainer(tiny_config(steps=2), data, tmp_path / "run", progress=False)
+    t = Trainer(tiny_config(steps=2), data, tmp_path / "run", progress=False, **ONE)
     t.fit()
     t.close()
     with pytest.raises(ConfigError, match="another config"):
-        Trainer(tiny_config(steps=2, seed=1), data, tmp_path / "run", progress=False)
+        Trainer(tiny_config(steps=2, seed=1), data, tmp_path / "run", progress=False, **ONE)
 
 
 def test_non_finite_steps_are_skipped_then_stop(data, tmp_path):
     cfg = tiny_config(steps=20, max_bad_steps=3, log_every=1, eval_every=100, checkpoint_every=2)
-    trainer = Trainer(cfg, data, tmp_path / "run", progress=False)
+    trainer = Trainer(cfg, data, tmp_path / "run", progress=False, **ONE)
     clean = trainer.stream.batch
 
     def poisoned(step, part=(0, 1)):
@@ -203,7 +204,7 @@ def test_short_training_lowers_loss_and_validation_eer(tmp_path):
         val_trials=1000,
         optim=OptimConfig(learning_rate=5e-3, warmup_steps=10),
     )
-    trainer = Trainer(cfg, data, tmp_path / "run", progress=False)
+    trainer = Trainer(cfg, data, tmp_path / "run", progress=False, **ONE)
     eer_before = validation_eer(trainer.embedder, trainer.state.params, data, cfg)
     result = trainer.fit()
     trainer.close()
@@ -215,7 +216,7 @@ def test_short_training_lowers_loss_and_validation_eer(tmp_path):
 
 def test_ge2e_trains_on_speaker_balanced_batches(data, tmp_path):
     cfg = tiny_config(steps=3, eval_every=3, loss=LossConfig(kind="ge2e"), speakers_per_batch=4)
-    trainer = Trainer(cfg, data, tmp_path / "run", progress=False)
+    trainer = Trainer(cfg, data, tmp_path / "run", progress=False, **ONE)
     batch = trainer.stream.batch(0)
     assert [len(set(batch.labels[i : i + 4])) for i in range(0, 16, 4)] == [1, 1, 1, 1]
     result = trainer.fit()
