@@ -2,9 +2,11 @@
 
 The GRU is a pure function of `(params, x [T, B, F], lengths)` with `torch.nn.GRU`'s parameters
 (gate order r, z, n; separate input and hidden biases), so weights interchange with PyTorch and
-another kernel (Pallas, a custom-VJP scan) can stand in for the scan behind the same signature.
+another kernel (a Pallas kernel on GPU) can stand in for the scan behind the same signature.
 Steps past a sequence's length neither update the state nor produce output, so results never
-depend on how much padding a batch carries.
+depend on how much padding a batch carries. The scan's gradient is hand-written by default
+(`jax.custom_vjp`): training steps on the 2-core CPU were 1.16-1.24x faster than with autodiff of
+the scan (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -21,6 +24,7 @@ import numpy as np
 from jax import lax
 
 PROJECTIONS = ("step", "chunk", "hoisted")
+BACKWARDS = ("custom", "autodiff")
 POOLINGS = ("mean", "stats", "attentive")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 DIRECTIONS = (("fwd", False), ("bwd", True))
@@ -38,6 +42,9 @@ class ModelConfig:
     projection: str = "step"  # where x @ w_ih runs: "step" | "chunk" | "hoisted"
     chunk: int = 16
     unroll: int = 2
+    backward: str = "custom"  # GRU gradient: "custom" (hand-written VJP) | "autodiff"
+    grad_chunk: int = 4  # custom backward: steps per weight- and input-gradient matmul
+    remat: bool = False  # custom backward: recompute gate activations instead of storing them
     pooling: str = "stats"  # "mean" | "stats" (mean + std) | "attentive" (Okabe et al. 2018)
     attention_dim: int = 128
     embedding_dim: int = 256
@@ -53,6 +60,7 @@ class ModelConfig:
             "layers",
             "chunk",
             "unroll",
+            "grad_chunk",
             "attention_dim",
             "embedding_dim",
         )
@@ -60,7 +68,12 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
-        choices = {"projection": PROJECTIONS, "pooling": POOLINGS, "compute_dtype": COMPUTE_DTYPES}
+        choices = {
+            "projection": PROJECTIONS,
+            "backward": BACKWARDS,
+            "pooling": POOLINGS,
+            "compute_dtype": COMPUTE_DTYPES,
+        }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(
@@ -68,6 +81,10 @@ class ModelConfig:
                 )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.remat, bool):
+            raise ValueError(f"ModelConfig.remat must be a bool, got {self.remat!r}")
+        if self.remat and self.backward != "custom":
+            raise ValueError("ModelConfig.remat needs backward='custom'")
 
     @property
     def dtype(self) -> jnp.dtype:
@@ -78,19 +95,48 @@ class ModelConfig:
 # GRU core (pure functions)
 
 
-def _gru_update(gi: jax.Array, gh: jax.Array, h: jax.Array) -> jax.Array:
-    """New state from input-gate and hidden-gate preactivations (both with their biases)."""
+class _Gates(NamedTuple):
+    """Per-step activations the backward pass needs: r, z, n and the hidden part of n's input."""
+
+    r: jax.Array
+    z: jax.Array
+    n: jax.Array
+    h_n: jax.Array  # h @ W_hn + b_hn, before r multiplies it
+
+
+def _gate_values(gi: jax.Array, gh: jax.Array) -> _Gates:
+    """Gate activations from input-gate and hidden-gate preactivations (both with their biases)."""
     i_r, i_z, i_n = jnp.split(gi, 3, axis=-1)
     h_r, h_z, h_n = jnp.split(gh, 3, axis=-1)
     r = jax.nn.sigmoid(i_r + h_r)
     z = jax.nn.sigmoid(i_z + h_z)
-    n = jnp.tanh(i_n + r * h_n)
+    return _Gates(r, z, jnp.tanh(i_n + r * h_n), h_n)
+
+
+def _gru_update(gi: jax.Array, gh: jax.Array, h: jax.Array) -> jax.Array:
+    """New state from input-gate and hidden-gate preactivations (both with their biases)."""
+    _, z, n, _ = _gate_values(gi, gh)
     return n + z * (h - n)  # (1 - z) * n + z * h with one multiply fewer
 
 
+def _accumulation_dtype(compute_dtype) -> jnp.dtype:
+    """State and matmul-accumulation dtype: float32, or float64 when computing in float64."""
+    return jnp.promote_types(compute_dtype, jnp.float32)
+
+
 def _dot(a: jax.Array, w: jax.Array) -> jax.Array:
-    """`a @ w` with inputs in w's dtype (the compute dtype) and float32 accumulation."""
-    return jnp.dot(a.astype(w.dtype), w, preferred_element_type=jnp.float32)
+    """`a @ w` with inputs in w's dtype (the compute dtype) and float32 (or wider) accumulation."""
+    return jnp.dot(a.astype(w.dtype), w, preferred_element_type=_accumulation_dtype(w.dtype))
+
+
+def _dot_first(a: jax.Array, b: jax.Array, compute_dtype) -> jax.Array:
+    """`a.T @ b` for a [N, K], b [N, M]: a weight gradient summed over N rows."""
+    return lax.dot_general(
+        a.astype(compute_dtype),
+        b.astype(compute_dtype),
+        (((0,), (0,)), ((), ())),
+        preferred_element_type=_accumulation_dtype(compute_dtype),
+    )
 
 
 def gru_cell(
@@ -102,6 +148,25 @@ def gru_cell(
     return _gru_update(gi, gh, h.astype(jnp.float32))
 
 
+@dataclass(frozen=True)
+class _ScanOptions:
+    """How one layer's scan runs; none of these change its numbers (up to rounding)."""
+
+    projection: str
+    chunk: int
+    unroll: int
+    grad_chunk: int
+    remat: bool
+    compute_dtype: jnp.dtype
+
+
+class _Weights(NamedTuple):
+    w_ih: jax.Array
+    b_ih: jax.Array
+    w_hh: jax.Array
+    b_hh: jax.Array
+
+
 def _masked_recurrence(
     project: Callable[[jax.Array], jax.Array],
     w_hh: jax.Array,
@@ -110,16 +175,148 @@ def _masked_recurrence(
     inputs: jax.Array,
     valid: jax.Array,
     unroll: int,
-) -> tuple[jax.Array, jax.Array]:
+    save_gates: bool,
+) -> tuple[jax.Array, jax.Array, _Gates | None]:
     """Scan the recurrence over time; `project` turns one step's input into gi [B, 3H]."""
 
-    def step(h: jax.Array, xs: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    def step(h: jax.Array, xs: tuple[jax.Array, jax.Array]):
         inp, ok = xs
-        h_new = _gru_update(project(inp), _dot(h, w_hh) + b_hh, h)
-        return jnp.where(ok, h_new, h), jnp.where(ok, h_new, 0.0)
+        gates = _gate_values(project(inp), _dot(h, w_hh) + b_hh)
+        h_new = gates.n + gates.z * (h - gates.n)
+        return jnp.where(ok, h_new, h), (jnp.where(ok, h_new, 0.0), gates if save_gates else None)
 
-    h_last, ys = lax.scan(step, h0, (inputs, valid[..., None]), unroll=unroll)
+    h_last, (ys, gates) = lax.scan(step, h0, (inputs, valid[..., None]), unroll=unroll)
+    return ys, h_last, gates
+
+
+def _split_chunks(a: jax.Array, size: int) -> jax.Array:
+    """[T, ...] -> [ceil(T / size), size, ...], padding the end with zeros (False)."""
+    a = jnp.pad(a, [(0, -a.shape[0] % size)] + [(0, 0)] * (a.ndim - 1))
+    return a.reshape(-1, size, *a.shape[1:])
+
+
+def _forward(
+    opts: _ScanOptions,
+    weights: _Weights,
+    h0: jax.Array,
+    x: jax.Array,
+    valid: jax.Array,
+    save_gates: bool,
+) -> tuple[jax.Array, jax.Array, _Gates | None]:
+    """ys [T, B, H], h_last [B, H] and (if asked) the gates of every step."""
+    n_steps, batch, _ = x.shape
+    w_ih = weights.w_ih.astype(opts.compute_dtype)
+    w_hh = weights.w_hh.astype(opts.compute_dtype)
+    project = lambda inp: _dot(inp, w_ih) + weights.b_ih
+    identity = lambda gi: gi
+    recurrence = partial(
+        _masked_recurrence, w_hh=w_hh, b_hh=weights.b_hh, unroll=opts.unroll, save_gates=save_gates
+    )
+    if opts.projection == "step":
+        return recurrence(project, h0=h0, inputs=x, valid=valid)
+    if opts.projection == "hoisted":
+        return recurrence(identity, h0=h0, inputs=project(x), valid=valid)
+
+    def chunk_step(h, xs):
+        x_c, ok_c = xs
+        ys_c, h, gates_c = recurrence(identity, h0=h, inputs=project(x_c), valid=ok_c)
+        return h, (ys_c, gates_c)
+
+    chunks = (_split_chunks(x, opts.chunk), _split_chunks(valid, opts.chunk))
+    h_last, by_chunk = lax.scan(chunk_step, h0, chunks)
+    ys, gates = jax.tree.map(lambda a: a.reshape(-1, batch, a.shape[-1])[:n_steps], by_chunk)
+    return ys, h_last, gates
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _gru_scan(
+    opts: _ScanOptions, weights: _Weights, h0: jax.Array, x: jax.Array, valid: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """`_forward` with a hand-written backward pass (see `_gru_scan_bwd`)."""
+    ys, h_last, _ = _forward(opts, weights, h0, x, valid, save_gates=False)
     return ys, h_last
+
+
+def _gru_scan_fwd(opts: _ScanOptions, weights: _Weights, h0, x, valid):
+    ys, h_last, gates = _forward(opts, weights, h0, x, valid, save_gates=not opts.remat)
+    return (ys, h_last), (weights, h0, x, valid, ys, gates)
+
+
+def _gru_scan_bwd(opts: _ScanOptions, residuals, cotangents):
+    """Reverse scan carrying only dh; gradients of weights and inputs per `grad_chunk` steps.
+
+    Only dh @ W_hh^T is truly sequential. The other matmuls (weight gradients, the input
+    gradient) run once per chunk of a few steps, as [chunk * B]-row GEMMs whose operands are
+    still in cache: faster than per step (tiny matmuls) or over the whole sequence (memory
+    bound). The previous state of each valid step is the previous output (valid steps form a
+    prefix), so it is not stored. With `remat` the gates are recomputed per chunk from those
+    states, with two chunk GEMMs, instead of being stored by the forward pass.
+    """
+    weights, h0, x, valid, ys, saved_gates = residuals
+    d_ys, d_h_last = cotangents
+    n_steps, batch, hidden = ys.shape
+    n_in = x.shape[-1]
+    cd = opts.compute_dtype
+    acc = _accumulation_dtype(cd)
+    size = min(opts.grad_chunk, n_steps)
+    rows = size * batch
+    w_ih, w_hh = weights.w_ih.astype(cd), weights.w_hh.astype(cd)
+    w_ih_t, w_hh_t = w_ih.T, w_hh.T
+    h_prev = jnp.concatenate([h0[None].astype(ys.dtype), ys[:-1]])
+
+    def chunk_step(carry, xs):
+        dh, dw_ih, db_ih, dw_hh, db_hh = carry
+        x_c, ok_c, h_prev_c, d_ys_c, gates_c = xs
+        if gates_c is None:
+            gi = _dot(x_c, w_ih) + weights.b_ih
+            gates_c = _gate_values(gi, _dot(h_prev_c, w_hh) + weights.b_hh)
+        d_gi, d_gh = [None] * size, [None] * size
+        for i in reversed(range(size)):
+            r, z, n, h_n = (g[i] for g in gates_c)
+            ok = ok_c[i][:, None]
+            d_new = jnp.where(ok, dh + d_ys_c[i], 0.0)
+            d_an = d_new * (1.0 - z) * (1.0 - n * n)
+            d_ar = d_an * h_n * r * (1.0 - r)
+            d_az = d_new * (h_prev_c[i] - n) * z * (1.0 - z)
+            d_gi[i] = jnp.concatenate([d_ar, d_az, d_an], axis=-1)
+            d_gh[i] = jnp.concatenate([d_ar, d_az, d_an * r], axis=-1)
+            dh = jnp.where(ok, d_new * z, dh) + _dot(d_gh[i], w_hh_t)
+        d_gi_rows = jnp.stack(d_gi).reshape(rows, 3 * hidden)
+        d_gh_rows = jnp.stack(d_gh).reshape(rows, 3 * hidden)
+        dw_ih = dw_ih + _dot_first(x_c.reshape(rows, n_in), d_gi_rows, cd)
+        dw_hh = dw_hh + _dot_first(h_prev_c.reshape(rows, hidden), d_gh_rows, cd)
+        carry = (dh, dw_ih, db_ih + d_gi_rows.sum(0), dw_hh, db_hh + d_gh_rows.sum(0))
+        return carry, _dot(d_gi_rows, w_ih_t).reshape(size, batch, n_in)
+
+    gate_chunks = (
+        None if saved_gates is None else jax.tree.map(lambda g: _split_chunks(g, size), saved_gates)
+    )
+    xs = (*(_split_chunks(a, size) for a in (x, valid, h_prev, d_ys)), gate_chunks)
+    zeros = lambda w: jnp.zeros_like(w, dtype=acc)
+    init = (d_h_last.astype(acc), *map(zeros, weights))
+    (dh0, *d_weights), dx = lax.scan(chunk_step, init, xs, reverse=True)
+    d_weights = _Weights(*(d.astype(w.dtype) for d, w in zip(d_weights, weights, strict=True)))
+    dx = dx.reshape(-1, batch, n_in)[:n_steps].astype(x.dtype)
+    return d_weights, dh0.astype(h0.dtype), dx, None
+
+
+_gru_scan.defvjp(_gru_scan_fwd, _gru_scan_bwd)
+
+
+def _vary_like(tree, x: jax.Array):
+    """`tree` cast to vary over the `shard_map` axes that x varies over (a no-op outside one).
+
+    Inside `shard_map` the custom backward's weight gradients depend on the per-device x, so
+    they vary; a custom VJP's cotangents must have its inputs' types, so the weights must vary
+    too. JAX then sums their gradients over devices, as it does for autodiff.
+    """
+    varying = jax.typeof(x).manual_axis_type.varying
+
+    def cast(a: jax.Array) -> jax.Array:
+        missing = tuple(sorted(varying - jax.typeof(a).manual_axis_type.varying))
+        return lax.pcast(a, missing, to="varying") if missing else a
+
+    return jax.tree.map(cast, tree)
 
 
 def _reversal_order(lengths: jax.Array, n_steps: int) -> jax.Array:
@@ -143,6 +340,9 @@ def gru_layer(
     unroll: int = 2,
     compute_dtype=jnp.float32,
     initial_state: jax.Array | None = None,
+    backward: str = "custom",
+    grad_chunk: int = 4,
+    remat: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
     """One GRU direction over time-major x [T, B, F] -> (ys [T, B, H], h_last [B, H]).
 
@@ -151,9 +351,19 @@ def gru_layer(
     each sequence backwards within its own length, with outputs at the input's time positions.
     `projection` only changes where x @ w_ih is computed: per step, per `chunk` steps, or hoisted
     into one [T*B, F] matmul before the scan; the numbers are the same.
+
+    `backward` picks the gradient: "custom" (a hand-written reverse scan whose weight and input
+    gradients run per `grad_chunk` steps; faster on CPU) or "autodiff" (of the forward scan).
+    `remat` (custom only) recomputes the gate activations in the backward pass instead of
+    storing them, saving 4 * H floats per frame at some speed. Neither changes the numbers
+    beyond rounding. The custom gradient supports reverse-mode differentiation only.
     """
     if projection not in PROJECTIONS:
         raise ValueError(f"projection must be one of {PROJECTIONS}, got {projection!r}")
+    if backward not in BACKWARDS:
+        raise ValueError(f"backward must be one of {BACKWARDS}, got {backward!r}")
+    if remat and backward != "custom":
+        raise ValueError("remat=True needs backward='custom'")
     n_steps, batch, _ = x.shape
     hidden = params["w_hh"].shape[0]
     lengths = jnp.minimum(lengths.astype(jnp.int32), n_steps)
@@ -161,34 +371,18 @@ def gru_layer(
     if reverse:
         order = _reversal_order(lengths, n_steps)
         x = _gather_time(x, order)
+    state_dtype = _accumulation_dtype(compute_dtype)
     h0 = (
-        jnp.zeros((batch, hidden), jnp.float32)
+        jnp.zeros_like(x, shape=(batch, hidden), dtype=state_dtype)  # varies as x in shard_map
         if initial_state is None
-        else initial_state.astype(jnp.float32)
+        else initial_state.astype(state_dtype)
     )
-    w_ih = params["w_ih"].astype(compute_dtype)
-    w_hh = params["w_hh"].astype(compute_dtype)
-    b_hh = params["b_hh"]
-    project = lambda inp: _dot(inp, w_ih) + params["b_ih"]
-    identity = lambda gi: gi
-
-    if projection == "step":
-        ys, h_last = _masked_recurrence(project, w_hh, b_hh, h0, x, valid, unroll)
-    elif projection == "hoisted":
-        ys, h_last = _masked_recurrence(identity, w_hh, b_hh, h0, project(x), valid, unroll)
+    opts = _ScanOptions(projection, chunk, unroll, grad_chunk, remat, jnp.dtype(compute_dtype))
+    weights = _Weights(params["w_ih"], params["b_ih"], params["w_hh"], params["b_hh"])
+    if backward == "custom":
+        ys, h_last = _gru_scan(opts, *_vary_like((weights, h0), x), x, valid)
     else:
-        pad = -n_steps % chunk
-        x_chunks = jnp.pad(x, ((0, pad), (0, 0), (0, 0))).reshape(-1, chunk, batch, x.shape[-1])
-        valid_chunks = jnp.pad(valid, ((0, pad), (0, 0))).reshape(-1, chunk, batch)
-
-        def chunk_step(h, xs):
-            x_c, ok_c = xs
-            ys_c, h = _masked_recurrence(identity, w_hh, b_hh, h, project(x_c), ok_c, unroll)
-            return h, ys_c
-
-        h_last, ys = lax.scan(chunk_step, h0, (x_chunks, valid_chunks))
-        ys = ys.reshape(-1, batch, hidden)[:n_steps]
-
+        ys, h_last, _ = _forward(opts, weights, h0, x, valid, save_gates=False)
     if reverse:
         ys = _gather_time(ys, order)
     return ys, h_last
@@ -275,6 +469,9 @@ class GRULayer(nn.Module):
                 chunk=cfg.chunk,
                 unroll=cfg.unroll,
                 compute_dtype=cfg.dtype,
+                backward=cfg.backward,
+                grad_chunk=cfg.grad_chunk,
+                remat=cfg.remat,
             )
             outputs.append(ys)
         y = jnp.concatenate(outputs, axis=-1)
