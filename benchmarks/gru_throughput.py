@@ -280,8 +280,8 @@ class TrainerImpl(JaxImpl):
             crop_frames=cfg.frames,
         )
         self.name = name
-        self.model = training.Model(train_cfg, cfg.classes)
         self.mesh = training.data_mesh()
+        self.model = training.Model(train_cfg, cfg.classes, self.mesh)
         self.state = jax.device_put(self.model.init_state(0), NamedSharding(self.mesh, P()))
         self.encoder = self.model.encoder
         self.rows = NamedSharding(self.mesh, P("data"))

@@ -80,11 +80,11 @@ def _metric_rows(path):
 def test_four_devices_match_one_device(data):
     assert jax.device_count() == 4, "conftest should provide 4 CPU devices"
     cfg = tiny_config()
-    model = Model(cfg, data.n_classes)
     stream = train_stream(cfg, data)
     results = []
     for n in (1, 4):
         mesh = data_mesh(jax.devices()[:n])
+        model = Model(cfg, data.n_classes, mesh)
         state = jax.device_put(model.init_state(0), jax.sharding.NamedSharding(mesh, jax.P()))
         step = compile_train_step(model, mesh, state)
         losses = []
