@@ -1,7 +1,7 @@
 """One small trained and evaluated run, shared by the export, evaluation, enrolment and CLI tests.
 
-Training takes most of a minute, so it happens once per test process whichever of those modules
-runs first (each module's fixture calls `trained_run`). The model is tiny but speaker-discriminative
+Training takes most of a minute, so it happens once per test session: conftest's session fixture
+`run` calls `train_and_evaluate`. The model is tiny but speaker-discriminative
 on the synthetic corpus's unseen test speakers (EER well below chance), enough for tests that
 assert rates rather than single decisions.
 """
@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import pytest
 
 from gru_jax.data import prepare_store, split_speakers
 from gru_jax.evaluation import evaluate
@@ -57,16 +56,7 @@ def tiny_config() -> TrainConfig:
     )
 
 
-_RUNS: dict[str, TrainedRun] = {}
-
-
-def trained_run(factory: pytest.TempPathFactory) -> TrainedRun:
-    if "run" not in _RUNS:
-        _RUNS["run"] = _train_and_evaluate(factory.mktemp("trained"))
-    return _RUNS["run"]
-
-
-def _train_and_evaluate(root: Path) -> TrainedRun:
+def train_and_evaluate(root: Path) -> TrainedRun:
     corpus = make_corpus(
         root / "corpus", n_speakers=40, n_utterances=8, seed=5, n_test_speakers=6, progress=False
     )

@@ -2,6 +2,16 @@
 
 import os
 
+import pytest
+
 # Must happen before JAX initialises its backend (i.e. before any test imports jax).
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def run(tmp_path_factory):
+    """One small trained and evaluated run, shared by the export/evaluation/enrolment/CLI tests."""
+    from _trained import train_and_evaluate
+
+    return train_and_evaluate(tmp_path_factory.mktemp("trained"))

@@ -6,7 +6,6 @@ import os
 import numpy as np
 import pytest
 import soundfile as sf
-from _trained import trained_run
 
 from gru_jax.audio import AudioError
 from gru_jax.enrollment import (
@@ -17,11 +16,6 @@ from gru_jax.enrollment import (
     verify,
 )
 from gru_jax.export import EmbeddingModel, load_npz
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return trained_run(tmp_path_factory)
 
 
 def listed(run, path):

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _trained import trained_run
 
 from gru_jax import scoring
 from gru_jax.enrollment import enroll, open_database, verify
@@ -17,11 +16,6 @@ from gru_jax.eval_cli import main
 from gru_jax.export import load_kaldi, load_npz, speaker_vectors
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return trained_run(tmp_path_factory)
 
 
 def eval_py(*args: str) -> subprocess.CompletedProcess:

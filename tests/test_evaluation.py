@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 import soundfile as sf
-from _trained import ASNORM_TOP_N, trained_run
+from _trained import ASNORM_TOP_N
 
 from gru_jax import scoring
 from gru_jax.configs import ConfigError
@@ -14,11 +14,6 @@ from gru_jax.corpora import CorpusError
 from gru_jax.evaluation import cohort_from_training_store, evaluate, format_report
 from gru_jax.export import load_npz
 from gru_jax.store import open_store
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return trained_run(tmp_path_factory)
 
 
 def read_scores(path):

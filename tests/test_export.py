@@ -5,7 +5,6 @@ import os
 import kaldiio
 import numpy as np
 import pytest
-from _trained import trained_run
 
 from gru_jax.export import (
     atomic_write,
@@ -16,11 +15,6 @@ from gru_jax.export import (
     speaker_vectors,
 )
 from gru_jax.store import open_store
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return trained_run(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
