@@ -81,8 +81,5 @@ class Embedder:
             out[positions[real]] = np.asarray(emb)[real]
         return out
 
-    def embed_store(self, params: Any, store: FeatureSource, indices: np.ndarray) -> np.ndarray:
-        return self.embed_source(params, store, indices)
-
     def embed_arrays(self, params: Any, feats: Sequence[np.ndarray]) -> np.ndarray:
         return self.embed_source(params, _ArraySource(feats))

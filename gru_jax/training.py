@@ -312,7 +312,7 @@ def sample_trials(labels: np.ndarray, n_trials: int, seed: int) -> tuple[np.ndar
 
 
 def validation_eer(embedder: Embedder, params: Any, data: TrainingData, cfg: TrainConfig) -> float:
-    emb = embedder.embed_store(params["encoder"], data.store, data.val_indices)
+    emb = embedder.embed_source(params["encoder"], data.store, data.val_indices)
     labels = data.store_speaker_codes(data.val_indices)
     i, j, target = sample_trials(labels, cfg.val_trials, cfg.seed)
     scores = np.asarray(cosine_scores(emb, emb, i, j))
