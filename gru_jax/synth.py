@@ -13,9 +13,11 @@ the output does not depend on generation order and the same arguments give byte-
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
 import functools
 import json
+import multiprocessing
 import operator
 import os
 import shutil
@@ -755,6 +757,34 @@ def _info(
     )
 
 
+PARALLEL_MIN_UTTERANCES = 400  # below this, starting worker processes costs more than it saves
+
+
+@dataclasses.dataclass(frozen=True)
+class _SpeakerJob:
+    wav_dir: Path
+    seed: int
+    speaker_index: int
+    utterances: tuple[_Utterance, ...]
+    sample_rate: int
+    duration_s: tuple[float, float]
+    snr_db: tuple[float, float] | None
+
+
+def _synthesize_speaker(job: _SpeakerJob) -> int:
+    """Write one speaker's files; returns how many."""
+    voice = draw_voice(job.seed, job.speaker_index)
+    n_channels = job.utterances[-1].session_index + 1
+    channels = [draw_channel(job.seed, job.speaker_index, s) for s in range(n_channels)]
+    for utt in job.utterances:
+        rng = _rng(job.seed, STREAM_UTTERANCE, job.speaker_index, utt.utt_index)
+        samples = synthesize_utterance(
+            voice, channels[utt.session_index], rng, job.sample_rate, job.duration_s, job.snr_db
+        )
+        _write_wav_atomic(job.wav_dir / utt.relpath, samples, job.sample_rate)
+    return len(job.utterances)
+
+
 def make_corpus(
     out_dir: str | os.PathLike[str],
     n_speakers: int = 40,
@@ -767,8 +797,13 @@ def make_corpus(
     snr_db: tuple[float, float] | None = DEFAULT_SNR_DB,
     n_sessions: int = 3,
     progress: bool = True,
+    workers: int | None = None,
 ) -> CorpusInfo:
     """Write (or re-use) a synthetic corpus under `out_dir`.
+
+    Speakers are synthesised in `workers` processes (default: every core, for corpora of at least
+    `PARALLEL_MIN_UTTERANCES` files); every file depends only on its own seeds, so the bytes are the
+    same whatever the number of workers.
 
     The last `n_test_speakers` speakers (default 25%, at least 2) are held out for trials and
     identification lists, like VoxCeleb1's test ids. An existing corpus made with the same
@@ -805,15 +840,24 @@ def make_corpus(
     by_speaker: dict[int, list[_Utterance]] = {}
     for utt in utterances:
         by_speaker.setdefault(utt.speaker_index, []).append(utt)
-    for speaker_index, own in tqdm(by_speaker.items(), desc="synth", disable=not progress):
-        voice = draw_voice(seed, speaker_index)
-        channels = [draw_channel(seed, speaker_index, s) for s in range(own[-1].session_index + 1)]
-        for utt in own:
-            rng = _rng(seed, STREAM_UTTERANCE, speaker_index, utt.utt_index)
-            samples = synthesize_utterance(
-                voice, channels[utt.session_index], rng, sample_rate, duration_s, snr_db
-            )
-            _write_wav_atomic(wav_dir / utt.relpath, samples, sample_rate)
+    jobs = [
+        _SpeakerJob(wav_dir, seed, k, tuple(own), sample_rate, duration_s, snr_db)
+        for k, own in by_speaker.items()
+    ]
+    n_workers = (os.cpu_count() or 1) if workers is None else workers
+    if len(utterances) < PARALLEL_MIN_UTTERANCES:
+        n_workers = 1
+    bar = tqdm(total=len(utterances), desc="synth", unit="utt", disable=not progress)
+    if n_workers <= 1:
+        for job in jobs:
+            bar.update(_synthesize_speaker(job))
+    else:
+        # spawn, never fork: the caller may hold JAX's threads
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(n_workers, mp_context=context) as pool:
+            for n in pool.map(_synthesize_speaker, jobs, chunksize=4):
+                bar.update(n)
+    bar.close()
 
     enroll, test = _enroll_test_split(test_utts)
     train = [u for u in utterances if u.speaker not in test_ids]

@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 from sklearn.metrics import roc_curve
 
+from gru_jax import synth
 from gru_jax.synth import CorpusInfo, main, make_corpus
 
 SMALL = {"n_speakers": 8, "n_utterances": 4, "seed": 3}
@@ -134,6 +135,14 @@ def test_same_seed_gives_identical_bytes_and_other_seed_differs(
     wav_hashes = {h for name, h in file_hashes(corpus.root).items() if name.endswith(".wav")}
     other_hashes = {h for name, h in file_hashes(other.root).items() if name.endswith(".wav")}
     assert len(other_hashes) == 32 and wav_hashes.isdisjoint(other_hashes)
+
+
+def test_worker_processes_write_the_same_bytes(
+    corpus: CorpusInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(synth, "PARALLEL_MIN_UTTERANCES", 0)
+    parallel = make_corpus(tmp_path / "parallel", **SMALL, progress=False, workers=2)
+    assert file_hashes(parallel.root) == file_hashes(corpus.root)
 
 
 def test_a_speaker_does_not_depend_on_the_rest_of_the_corpus(
