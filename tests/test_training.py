@@ -1,6 +1,11 @@
 """Training across devices, non-finite handling and exact kill-and-resume, on a tiny synthetic corpus."""
 
 import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -224,14 +229,20 @@ def test_ge2e_trains_on_speaker_balanced_batches(data, tmp_path):
     assert result.step == 3 and result.skipped_steps == 0 and result.last_val_eer is not None
 
 
-def test_train_cli_runs_and_resumes(data, tmp_path):
-    import subprocess
-    import sys
-    from pathlib import Path
-
+def train_cli(data, out, *extra: str) -> list[str]:
+    """A train.py command line for a tiny model on the module's corpus and store."""
     root = Path(__file__).resolve().parents[1]
     wav_dir = Path(data.store.paths[0]).parents[2]
-    cmd = [
+    tiny = [
+        "features.n_mels=24",
+        "model.n_features=24",
+        "model.hidden=16",
+        "model.layers=1",
+        "val_speakers=3",
+        "crop_frames=40",
+        *extra,
+    ]
+    return [
         sys.executable,
         str(root / "train.py"),
         "--data",
@@ -239,28 +250,19 @@ def test_train_cli_runs_and_resumes(data, tmp_path):
         "--list",
         str(wav_dir.parent / "train_list.txt"),
         "--out",
-        str(tmp_path / "run"),
+        str(out),
         "--store-dir",
         str(data.store.path),
         "--batch-size",
         "8",
         "--no-progress",
-        "--set",
-        "features.n_mels=24",
-        "--set",
-        "model.n_features=24",
-        "--set",
-        "model.hidden=16",
-        "--set",
-        "model.layers=1",
-        "--set",
-        "val_speakers=3",
-        "--set",
-        "eval_every=4",
-        "--set",
-        "crop_frames=40",
+        *[arg for item in tiny for arg in ("--set", item)],
         "--steps",
     ]
+
+
+def test_train_cli_runs_and_resumes(data, tmp_path):
+    cmd = train_cli(data, tmp_path / "run", "eval_every=4")
     first = subprocess.run([*cmd, "4"], capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "trained 4 steps" in first.stdout and "validation EER best" in first.stdout
@@ -273,3 +275,35 @@ def test_train_cli_runs_and_resumes(data, tmp_path):
         [*cmd, "4", "--set", "model.hiden=3"], capture_output=True, text=True, timeout=300
     )
     assert bad.returncode != 0 and "unknown config field 'model.hiden'" in bad.stderr
+
+
+def test_sigkilled_train_py_resumes_to_the_uninterrupted_result(data, tmp_path):
+    def command(out):
+        return [*train_cli(data, out, "eval_every=100", "checkpoint_every=5", "log_every=5"), "40"]
+
+    straight = subprocess.run(
+        command(tmp_path / "straight"), capture_output=True, text=True, timeout=300
+    )
+    assert straight.returncode == 0, straight.stderr[-3000:]
+
+    killed_dir = tmp_path / "killed"
+    proc = subprocess.Popen(
+        command(killed_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        steps = [int(p.name) for p in (killed_dir / "checkpoints").glob("*") if p.name.isdigit()]
+        if steps and max(steps) >= 15:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+
+    resumed = subprocess.run(command(killed_dir), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from step" in resumed.stderr
+    a, b = load_trained(tmp_path / "straight"), load_trained(killed_dir)
+    assert a.step == b.step == 40
+    for x, y in zip(_leaves(a.encoder_params), _leaves(b.encoder_params), strict=True):
+        np.testing.assert_array_equal(x, y)
