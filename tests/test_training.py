@@ -56,11 +56,15 @@ def tiny_config(**kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpus")
+def synthetic_training_data(root, n_speakers, seed, n_val_speakers):
+    """A synthetic corpus of `n_speakers` x 6 utterances -> feature store -> train/val split."""
     info = make_corpus(
-        root, n_speakers=12, n_utterances=6, seed=3, n_test_speakers=2, progress=False
+        root / "corpus",
+        n_speakers=n_speakers,
+        n_utterances=6,
+        seed=seed,
+        n_test_speakers=2,
+        progress=False,
     )
     store = prepare_store(
         info.wav_dir,
@@ -70,7 +74,12 @@ def data(tmp_path_factory):
         workers=1,
         progress=False,
     )
-    return split_speakers(store, 3, seed=0)
+    return split_speakers(store, n_val_speakers, seed=0)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return synthetic_training_data(tmp_path_factory.mktemp("data"), 12, seed=3, n_val_speakers=3)
 
 
 def _leaves(tree):
@@ -183,23 +192,7 @@ def test_config_overrides():
 
 @pytest.mark.slow
 def test_short_training_lowers_loss_and_validation_eer(tmp_path):
-    info = make_corpus(
-        tmp_path / "corpus",
-        n_speakers=48,
-        n_utterances=6,
-        seed=5,
-        n_test_speakers=2,
-        progress=False,
-    )
-    store = prepare_store(
-        info.wav_dir,
-        FeatureConfig(n_mels=N_MELS),
-        list_file=info.train_list,
-        store_dir=tmp_path / "store",
-        workers=1,
-        progress=False,
-    )
-    data = split_speakers(store, 10, seed=0)
+    data = synthetic_training_data(tmp_path, 48, seed=5, n_val_speakers=10)
     cfg = tiny_config(
         steps=150,
         eval_every=150,
