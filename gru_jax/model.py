@@ -242,15 +242,46 @@ def _gru_scan_fwd(opts: _ScanOptions, weights: _Weights, h0, x, valid):
     return (ys, h_last), (weights, h0, x, valid, ys, gates)
 
 
+def _gate_coefficients(
+    gates: _Gates, h_prev: jax.Array, valid: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Per-step factors that turn u = dL/dh_t into gate gradients, for a chunk of steps at once.
+
+    With u the gradient reaching h_t (zero weight at padded steps), the preactivation
+    gradients are u * c_in (input side, [r | z | n]) and u * c_hid (hidden side, whose n part
+    is scaled by r), and the gradient passed to h_{t-1} is u * keep + (u * c_hid) @ W_hh^T.
+    Computing the factors over a whole chunk in one vectorised pass leaves each sequential step
+    with one multiply, one matmul and one multiply-add. Done per step, the same arithmetic took
+    four fusions, two concatenations and two bias reductions per step on CPU, and the custom
+    backward ran 3-5% slower (benchmarks/README.md).
+    """
+    r, z, n, h_n = gates
+    ok = valid[..., None].astype(r.dtype)
+    a_n = ok * (1.0 - z) * (1.0 - n * n)
+    a_r = a_n * h_n * r * (1.0 - r)
+    a_z = ok * (h_prev - n) * z * (1.0 - z)
+    c_in = jnp.concatenate([a_r, a_z, a_n], axis=-1)
+    c_hid = jnp.concatenate([a_r, a_z, a_n * r], axis=-1)
+    keep = ok * z + (1.0 - ok)
+    return c_in, c_hid, keep
+
+
+def _times_gates(u: jax.Array, coefficients: jax.Array) -> jax.Array:
+    """u [..., H] times each gate's third of coefficients [..., 3H]."""
+    split = coefficients.reshape(*coefficients.shape[:-1], 3, u.shape[-1])
+    return (u[..., None, :] * split).reshape(coefficients.shape)
+
+
 def _gru_scan_bwd(opts: _ScanOptions, residuals, cotangents):
     """Reverse scan carrying only dh; gradients of weights and inputs per `grad_chunk` steps.
 
     Only dh @ W_hh^T is truly sequential. The other matmuls (weight gradients, the input
     gradient) run once per chunk of a few steps, as [chunk * B]-row GEMMs whose operands are
     still in cache: faster than per step (tiny matmuls) or over the whole sequence (memory
-    bound). The previous state of each valid step is the previous output (valid steps form a
-    prefix), so it is not stored. With `remat` the gates are recomputed per chunk from those
-    states, with two chunk GEMMs, instead of being stored by the forward pass.
+    bound). The elementwise work is likewise done per chunk (`_gate_coefficients`). The state
+    before each valid step is the previous output (valid steps form a prefix), so it is not
+    stored. With `remat` the gates are recomputed per chunk from those states, with two chunk
+    GEMMs, instead of being stored by the forward pass.
     """
     weights, h0, x, valid, ys, saved_gates = residuals
     d_ys, d_h_last = cotangents
@@ -262,27 +293,30 @@ def _gru_scan_bwd(opts: _ScanOptions, residuals, cotangents):
     rows = size * batch
     w_ih, w_hh = weights.w_ih.astype(cd), weights.w_hh.astype(cd)
     w_ih_t, w_hh_t = w_ih.T, w_hh.T
-    h_prev = jnp.concatenate([h0[None].astype(ys.dtype), ys[:-1]])
+    ys_chunks = _split_chunks(ys, size)
+    # the state before each chunk's first step; the rest of h_prev is in the chunk's ys
+    h_before = jnp.concatenate([h0[None].astype(ys.dtype), ys_chunks[:-1, -1]])
 
     def chunk_step(carry, xs):
         dh, dw_ih, db_ih, dw_hh, db_hh = carry
-        x_c, ok_c, h_prev_c, d_ys_c, gates_c = xs
+        x_c, ok_c, ys_c, h_before_c, d_ys_c, gates_c = xs
+        h_prev_c = jnp.concatenate([h_before_c[None], ys_c[:-1]])
         if gates_c is None:
             gi = _dot(x_c, w_ih) + weights.b_ih
             gates_c = _gate_values(gi, _dot(h_prev_c, w_hh) + weights.b_hh)
-        d_gi, d_gh = [None] * size, [None] * size
-        for i in reversed(range(size)):
-            r, z, n, h_n = (g[i] for g in gates_c)
-            ok = ok_c[i][:, None]
-            d_new = jnp.where(ok, dh + d_ys_c[i], 0.0)
-            d_an = d_new * (1.0 - z) * (1.0 - n * n)
-            d_ar = d_an * h_n * r * (1.0 - r)
-            d_az = d_new * (h_prev_c[i] - n) * z * (1.0 - z)
-            d_gi[i] = jnp.concatenate([d_ar, d_az, d_an], axis=-1)
-            d_gh[i] = jnp.concatenate([d_ar, d_az, d_an * r], axis=-1)
-            dh = jnp.where(ok, d_new * z, dh) + _dot(d_gh[i], w_hh_t)
-        d_gi_rows = jnp.stack(d_gi).reshape(rows, 3 * hidden)
-        d_gh_rows = jnp.stack(d_gh).reshape(rows, 3 * hidden)
+        c_in, c_hid, keep = _gate_coefficients(gates_c, h_prev_c, ok_c)
+        d_ys_c = jnp.where(ok_c[..., None], d_ys_c, 0.0)
+
+        def step(dh, xs_t):
+            # a loop, not unrolled: XLA fused the unrolled chain of u's into each step's ops,
+            # recomputing it (2-7x slower elementwise work)
+            d_ys_t, c_hid_t, keep_t = xs_t
+            u = dh + d_ys_t
+            return u * keep_t + _dot(_times_gates(u, c_hid_t), w_hh_t), u
+
+        dh, u_c = lax.scan(step, dh, (d_ys_c, c_hid, keep), reverse=True)
+        d_gi_rows = _times_gates(u_c, c_in).reshape(rows, 3 * hidden)
+        d_gh_rows = _times_gates(u_c, c_hid).reshape(rows, 3 * hidden)
         dw_ih = dw_ih + _dot_first(x_c.reshape(rows, n_in), d_gi_rows, cd)
         dw_hh = dw_hh + _dot_first(h_prev_c.reshape(rows, hidden), d_gh_rows, cd)
         carry = (dh, dw_ih, db_ih + d_gi_rows.sum(0), dw_hh, db_hh + d_gh_rows.sum(0))
@@ -291,7 +325,14 @@ def _gru_scan_bwd(opts: _ScanOptions, residuals, cotangents):
     gate_chunks = (
         None if saved_gates is None else jax.tree.map(lambda g: _split_chunks(g, size), saved_gates)
     )
-    xs = (*(_split_chunks(a, size) for a in (x, valid, h_prev, d_ys)), gate_chunks)
+    xs = (
+        _split_chunks(x, size),
+        _split_chunks(valid, size),
+        ys_chunks,
+        h_before,
+        _split_chunks(d_ys, size),
+        gate_chunks,
+    )
     zeros = lambda w: jnp.zeros_like(w, dtype=acc)
     init = (d_h_last.astype(acc), *map(zeros, weights))
     (dh0, *d_weights), dx = lax.scan(chunk_step, init, xs, reverse=True)
@@ -534,7 +575,8 @@ class SpeakerEncoder(nn.Module):
         self.sow("intermediates", "frames", x)
 
         valid = jnp.arange(n_frames)[:, None] < lengths[None, :]
-        frames = jnp.where(valid[..., None], x, 0.0)
+        # GRU outputs are already zero past each length; a skip or LayerNorm output is not
+        frames = jnp.where(valid[..., None], x, 0.0) if cfg.residual or cfg.layer_norm else x
         if cfg.pooling == "attentive":
             pooled = AttentiveStatsPooling(cfg.attention_dim, name="pooling")(frames, valid)
         else:
