@@ -47,7 +47,7 @@ from benchmarks._common import (
     summarize,
 )
 from gru_jax.losses import LossConfig, SpeakerHead
-from gru_jax.model import STD_EPSILON, ModelConfig, SpeakerEncoder
+from gru_jax.model import STD_EPSILON, ModelConfig, SpeakerEncoder, weighted_mean_std
 
 MODES = ("train", "embed")
 # One single-threaded XLA CPU device per core, data-parallel: on the 2-core machine this beat
@@ -133,11 +133,9 @@ class Impl(Protocol):
 
 def masked_stats_pooling(frames: jax.Array, lengths: jax.Array) -> jax.Array:
     """Mean and std over valid frames of batch-major frames [B, T, D] -> [B, 2D]."""
-    valid = (jnp.arange(frames.shape[1])[None, :] < lengths[:, None])[..., None]
-    weights = valid / jnp.maximum(lengths, 1)[:, None, None]
-    mean = jnp.sum(weights * frames, axis=1)
-    var = jnp.sum(weights * jnp.square(frames - mean[:, None]), axis=1)
-    return jnp.concatenate([mean, jnp.sqrt(var + STD_EPSILON)], axis=-1)
+    valid = jnp.arange(frames.shape[1])[None, :] < lengths[:, None]
+    weights = valid / jnp.maximum(lengths, 1)[:, None]
+    return jnp.concatenate(weighted_mean_std(frames, weights, time_axis=1), axis=-1)
 
 
 class FlaxRNNEncoder(nn.Module):

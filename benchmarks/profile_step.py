@@ -150,6 +150,7 @@ def breakdown(
             {
                 "op": name,
                 "category": ops[name].category,
+                "computation": ops[name].computation,
                 "ms": ms(us),
                 "calls": calls[name] / runs,
                 "us_per_call": us / calls[name],

@@ -65,6 +65,7 @@ def test_breakdown_divides_by_runs_and_skips_containers_and_unknown_events():
     assert result["ops"][0] == {
         "op": matmul,
         "category": "matmul",
+        "computation": ops[matmul].computation,
         "ms": 2.0,
         "calls": 1.0,
         "us_per_call": 2000.0,
