@@ -12,6 +12,47 @@ from pathlib import Path
 from gru_jax.configs import ConfigError
 
 DEMO_CORPUS = {"n_speakers": 200, "n_utterances": 10, "seed": 0}
+MAX_CPU_DEVICES = 8  # beyond this a default batch of 64 leaves too few rows per device
+
+
+def cpu_device_flags(environ: dict[str, str], cores: int) -> str | None:
+    """XLA_FLAGS for one single-threaded XLA CPU device per core, or None to leave them be.
+
+    Splitting the batch over the cores beats XLA's multi-threaded matmuls, which synchronise
+    at every recurrent step: the demo trains 1.5x faster and embedding runs 1.6x faster on 2
+    cores (benchmarks/README.md). Only the host platform reads these flags, so GPU and TPU
+    runs are unaffected; flags the user set are never touched.
+    """
+    devices = min(cores, MAX_CPU_DEVICES)
+    if "XLA_FLAGS" in environ or devices < 2:
+        return None
+    return f"--xla_force_host_platform_device_count={devices} --xla_cpu_multi_thread_eigen=false"
+
+
+def use_every_cpu_core() -> bool:
+    """Apply `cpu_device_flags` to this process; True if it did. Must run before JAX loads."""
+    if "jax" in sys.modules:
+        return False
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    flags = cpu_device_flags(dict(os.environ), cores or 1)
+    if flags is not None:
+        os.environ["XLA_FLAGS"] = flags
+    return flags is not None
+
+
+def training_devices(batch_size: int) -> list | None:
+    """The most CPU devices that divide the batch (None, meaning all, off the CPU).
+
+    For the devices `use_every_cpu_core` made: 6 cores and a batch of 64 train on 4 of them
+    rather than failing. Real accelerators are never dropped silently.
+    """
+    import jax
+
+    devices = jax.devices()
+    if devices[0].platform != "cpu":
+        return None
+    usable = max(n for n in range(1, len(devices) + 1) if batch_size % n == 0)
+    return devices[:usable]
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -93,6 +134,7 @@ def train_main(argv: list[str] | None = None) -> int:
     args = train_parser().parse_args(argv)
     setup_logging(args.verbose)
     log = logging.getLogger("train")
+    per_core = not args.distributed and use_every_cpu_core()
     import jax
 
     if args.distributed:
@@ -146,7 +188,13 @@ def train_main(argv: list[str] | None = None) -> int:
         jax.devices()[0].platform,
     )
     log.info("config:\n%s", configs.to_json(cfg))
-    trainer = Trainer(cfg, data, out, progress=not args.no_progress)
+    devices = training_devices(cfg.batch_size) if per_core else None
+    if devices is not None:
+        log.info(
+            "CPU: one XLA device per core, training on %d (set XLA_FLAGS to choose yourself)",
+            len(devices),
+        )
+    trainer = Trainer(cfg, data, out, progress=not args.no_progress, devices=devices)
     try:
         result = trainer.fit()
     finally:

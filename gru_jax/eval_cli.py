@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gru_jax.cli import EXIT_USER_ERROR, guarded, setup_logging
+from gru_jax.cli import EXIT_USER_ERROR, guarded, setup_logging, use_every_cpu_core
 
 if TYPE_CHECKING:  # JAX is imported only once a command runs, so --help stays instant
     from gru_jax.export import EmbeddingModel
@@ -201,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["evaluate", *argv]
     args = top.parse_args(argv)
     setup_logging(args.verbose)
+    use_every_cpu_core()
     handlers = {
         "evaluate": _evaluate,
         "enroll": _enroll,
