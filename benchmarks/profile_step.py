@@ -62,27 +62,20 @@ class HloOp:
 
 def index_hlo(hlo_text: str) -> dict[str, HloOp]:
     """Instruction name -> category, enclosing computation and JAX source, from HLO text."""
-    bodies: dict[str, list[str]] = defaultdict(list)
+    instructions: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
     current = None
     for line in hlo_text.splitlines():
         if not line.startswith(" ") and (match := _COMPUTATION.match(line)):
             current = match.group(1)
-        elif current is not None:
-            bodies[current].append(line)
-
-    def opcodes(computation: str) -> set[str]:
-        return {
-            m.group(2) for line in bodies.get(computation, []) if (m := _INSTRUCTION.match(line))
-        }
+        elif current is not None and (match := _INSTRUCTION.match(line)):
+            instructions[current].append((*match.groups(), line))
+    opcodes = {c: {opcode for _, opcode, _ in rows} for c, rows in instructions.items()}
 
     ops = {}
-    for computation, lines in bodies.items():
-        for line in lines:
-            if not (match := _INSTRUCTION.match(line)):
-                continue
-            name, opcode = match.groups()
+    for computation, rows in instructions.items():
+        for name, opcode, line in rows:
             called = _CALLS.search(line)
-            inner = opcodes(called.group(1)) if called else set()
+            inner = opcodes.get(called.group(1), set()) if called else set()
             if opcode in CONTAINERS:
                 category = "container"
             elif opcode in COLLECTIVES:
