@@ -1,6 +1,8 @@
 """Train a GRU speaker-embedding model (`python train.py --help`)."""
 
-from gru_jax.cli import main_guard, train_main
+import sys
+
+from gru_jax.cli.train import main
 
 if __name__ == "__main__":
-    main_guard(train_main)
+    sys.exit(main())

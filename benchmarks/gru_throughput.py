@@ -7,9 +7,9 @@ device's peak, so ratios and peak fractions compare like with like even on a bus
 
     python -m benchmarks.gru_throughput [--config default] [--impl gru_jax --impl flax ...]
 
-JSON on stdout (and in --json PATH), a table on stderr. Imports only jax, flax, optax, numpy and
-gru_jax's model/losses (torch when importable): the GPU machine has no librosa. The `trainer`
-impl times `gru_jax.training`'s real compiled step, which also needs scipy and tqdm.
+JSON on stdout (and in --json PATH), a table on stderr. The JAX implementations run the trainer's
+own compiled step (`gru_jax.train.step.make_train_step`) and the embedding function every
+evaluation uses (`gru_jax.infer.embedding.Embedder`); nothing here needs librosa or soundfile.
 
 FLOPs counted (matmuls only; elementwise work and the optimizer are not counted):
   forward = sum over layers l of 2*B*T*3H*(F_l + H)  +  2*B*(2H)*E      (F_0 = F, F_l = H)
@@ -35,8 +35,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import AxisType, Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from benchmarks._common import (
     emit,
@@ -46,8 +44,14 @@ from benchmarks._common import (
     print_table,
     summarize,
 )
-from gru_jax.losses import LossConfig, SpeakerHead
-from gru_jax.model import STD_EPSILON, ModelConfig, SpeakerEncoder, weighted_mean_std
+from gru_jax.data.features import FeatureConfig
+from gru_jax.infer.embedding import Embedder
+from gru_jax.nn.encoder import ModelConfig
+from gru_jax.nn.heads import LossConfig
+from gru_jax.nn.mesh import data_mesh, put_rows
+from gru_jax.nn.pooling import STD_EPSILON, masked_mean_std
+from gru_jax.train.config import DataConfig, OptimConfig, TrainConfig, TrainerConfig
+from gru_jax.train.step import initial_state, make_train_step
 
 MODES = ("train", "embed")
 # One single-threaded XLA CPU device per core, data-parallel: on the 2-core machine this beat
@@ -75,6 +79,7 @@ class BenchConfig:
     frames: int = 200
     embedding: int = 256
     classes: int = 1000
+    dtype: str = "float32"  # matmul inputs of every implementation (state and loss stay f32)
 
 
 PRESETS = {
@@ -128,14 +133,7 @@ class Impl(Protocol):
 
 
 # --------------------------------------------------------------------------------------------
-# JAX implementations: gru_jax's encoder and Flax's nn.RNN(GRUCell) under one train step
-
-
-def masked_stats_pooling(frames: jax.Array, lengths: jax.Array) -> jax.Array:
-    """Mean and std over valid frames of batch-major frames [B, T, D] -> [B, 2D]."""
-    valid = jnp.arange(frames.shape[1])[None, :] < lengths[:, None]
-    weights = valid / jnp.maximum(lengths, 1)[:, None]
-    return jnp.concatenate(weighted_mean_std(frames, weights, time_axis=1), axis=-1)
+# JAX implementations: gru_jax's encoder and Flax's nn.RNN(GRUCell), both under the trainer's step
 
 
 class FlaxRNNEncoder(nn.Module):
@@ -144,159 +142,99 @@ class FlaxRNNEncoder(nn.Module):
     hidden: int
     layers: int
     embedding_dim: int
+    dtype: str = "float32"
 
     @nn.compact
-    def __call__(self, feats: jax.Array, lengths: jax.Array) -> jax.Array:
+    def __call__(
+        self, feats: jax.Array, lengths: jax.Array, train: bool = False, keys: Any = None
+    ) -> jax.Array:
         x = feats
         for layer in range(self.layers):
-            x = nn.RNN(nn.GRUCell(self.hidden), name=f"rnn_{layer}")(x, seq_lengths=lengths)
-        return nn.Dense(self.embedding_dim, name="embedding")(masked_stats_pooling(x, lengths))
+            cell = nn.GRUCell(self.hidden, dtype=jnp.dtype(self.dtype), param_dtype=jnp.float32)
+            x = nn.RNN(cell, name=f"rnn_{layer}")(x, seq_lengths=lengths)
+        pooled = jnp.concatenate(masked_mean_std(x, lengths, time_axis=1), axis=-1)
+        return nn.Dense(self.embedding_dim, name="embedding")(pooled)
 
 
-def make_optimizer() -> optax.GradientTransformation:
-    return optax.chain(
-        optax.clip_by_global_norm(CLIP_NORM),
-        optax.adamw(LEARNING_RATE, weight_decay=WEIGHT_DECAY),
+def train_config(cfg: BenchConfig, **model_overrides: Any) -> TrainConfig:
+    """The benchmark model as a training config: the same step the trainer runs."""
+    return TrainConfig(
+        data=DataConfig(features=FeatureConfig(n_mels=cfg.n_features), crop_frames=cfg.frames),
+        model=encoder_config(cfg, **model_overrides),
+        loss=LOSS,
+        optim=OptimConfig(
+            learning_rate=LEARNING_RATE,
+            weight_decay=WEIGHT_DECAY,
+            clip_norm=CLIP_NORM,
+            warmup_steps=0,
+            schedule="constant",
+        ),
+        trainer=TrainerConfig(batch_size=cfg.batch),
     )
 
 
-def data_mesh() -> Mesh:
-    """All devices on one ``data`` axis, as the trainer: batch rows split, parameters replicated."""
-    devices = jax.devices()
-    return jax.make_mesh((len(devices),), ("data",), axis_types=(AxisType.Auto,), devices=devices)
-
-
 class JaxImpl:
-    """An encoder module + AAM head + AdamW in one jitted, donated step (the trainer's step
-    without its finite-loss guard, metrics and SpecAugment), data-parallel over all devices.
+    """`gru_jax.train.step.make_train_step` (AAM head, clipping, AdamW, finite-loss guard;
+    data-parallel over all devices) and `gru_jax.infer.embedding.Embedder`'s jitted batch
+    function, for gru_jax's encoder or another module with its call signature."""
 
-    Gradients are computed per device in `shard_map` and summed once. Under plain jit the
-    partitioner all-reduces the scan's weight-gradient accumulators in every loop iteration
-    (measured 1.5x slower with 2 CPU devices). `check_vma=False` because Flax's nn.RNN builds
-    its initial carry without the per-device type `shard_map` checks for.
-    """
-
-    def __init__(self, name: str, encoder: nn.Module, cfg: BenchConfig, data: Data):
+    def __init__(
+        self,
+        name: str,
+        cfg: BenchConfig,
+        data: Data,
+        model_overrides: dict[str, Any] | None = None,
+        encoder: nn.Module | None = None,
+    ):
         self.name = name
-        self.encoder = encoder
-        self.head = SpeakerHead(cfg.classes, LOSS)
-        self.tx = make_optimizer()
-        self.mesh = mesh = data_mesh()
-        self.replicated = NamedSharding(mesh, P())
-        self.rows = NamedSharding(mesh, P("data"))
+        self.mesh = data_mesh()
+        train_cfg = train_config(cfg, **(model_overrides or {}))
+        # Flax's nn.RNN builds its carry without the per-device types shard_map checks for
+        self.parts, self.step = make_train_step(
+            train_cfg, cfg.classes, self.mesh, encoder=encoder, check_vma=encoder is None
+        )
+        self.state = initial_state(self.parts, self.mesh, 0)
+        self.embedder = Embedder(self.parts.encoder, self.mesh)
         self.batch = self.put_batch(data)
-        enc_key, head_key = jax.random.split(jax.random.key(0))
-        feats, lengths, labels = self.batch
-        params = {"encoder": encoder.init(enc_key, feats[:2], lengths[:2])["params"]}
-        emb = jnp.zeros((cfg.batch, cfg.embedding), jnp.float32)
-        params["head"] = self.head.init(head_key, emb, labels, LOSS.margin)["params"]
-        self.state = jax.device_put((params, self.tx.init(params)), self.replicated)
         self.compiled: dict[str, Callable] = {}
 
-    def _local_loss_and_grads(self, params, feats, lengths, labels):
-        """This device's share of the global mean loss and its gradient, summed over devices."""
-        n_devices = self.mesh.size
-
-        def loss_fn(p):
-            emb = self.encoder.apply({"params": p["encoder"]}, feats, lengths)
-            loss = self.head.apply({"params": p["head"]}, emb, labels, LOSS.margin)[0]
-            return loss / n_devices
-
-        return jax.lax.psum(jax.value_and_grad(loss_fn)(params), "data")
-
-    def _train_step(self, state, feats, lengths, labels):
-        params, opt_state = state
-        loss, grads = jax.shard_map(
-            self._local_loss_and_grads,
-            mesh=self.mesh,
-            in_specs=(P(), P("data"), P("data"), P("data")),
-            out_specs=P(),
-            check_vma=False,
-        )(params, feats, lengths, labels)
-        updates, opt_state = self.tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), loss
+    def put_batch(self, batch: Any) -> dict[str, jax.Array]:
+        """A host batch (with feats, lengths, labels) as device arrays split by rows."""
+        arrays = {
+            "feats": batch.feats,
+            "lengths": batch.lengths.astype(np.int32),
+            "labels": batch.labels.astype(np.int32),
+        }
+        return put_rows(self.mesh, arrays)
 
     def encoder_params(self) -> Any:
-        return self.state[0]["encoder"]
+        return self.state.params["encoder"]
 
-    def _embed(self, params, feats, lengths):
-        return self.encoder.apply({"params": params}, feats, lengths)
-
-    def _compile_train(self) -> Any:
-        step = jax.jit(
-            self._train_step,
-            out_shardings=(self.replicated, self.replicated),
-            donate_argnums=0,
-        )
-        return step.lower(self.state, *self.batch).compile()
-
-    def _train(self) -> None:
-        self.train_on(self.batch)
-
-    def put_batch(self, batch: Any) -> tuple[jax.Array, ...]:
-        """A host batch (with feats, lengths, labels) as device arrays split by rows."""
-        arrays = (batch.feats, batch.lengths.astype(np.int32), batch.labels.astype(np.int32))
-        return tuple(jax.device_put(a, self.rows) for a in arrays)
-
-    def train_on(self, batch: tuple[jax.Array, ...]) -> None:
+    def train_on(self, batch: dict[str, jax.Array]) -> None:
         """One compiled train step on device arrays from `put_batch`."""
-        self.state, loss = self.compiled["train"](self.state, *batch)
-        jax.block_until_ready((self.state, loss))
+        self.state, metrics = self.compiled["train"](self.state, batch)
+        jax.block_until_ready((self.state, metrics))
 
     def prepare(self, mode: str) -> dict[str, Any]:
         start = time.perf_counter()
         if mode == "train":
-            compiled = self._compile_train()
+            compiled = self.step.lower(self.state, self.batch).compile()
         else:
-            compiled = jax.jit(self._embed).lower(self.encoder_params(), *self.batch[:2]).compile()
+            compiled = self.embedder.embed_batch.lower(
+                self.encoder_params(), self.batch["feats"], self.batch["lengths"]
+            ).compile()
         seconds = time.perf_counter() - start
         self.compiled[mode] = compiled
         return {"compile_s": seconds, **memory_facts(compiled)}
 
     def run(self, mode: str) -> None:
         if mode == "train":
-            self._train()
+            self.train_on(self.batch)
         else:
-            jax.block_until_ready(self.compiled["embed"](self.encoder_params(), *self.batch[:2]))
-
-
-class TrainerImpl(JaxImpl):
-    """`gru_jax.training`'s own compiled step (GSPMD data parallelism; needs scipy and tqdm)."""
-
-    def __init__(self, name: str, cfg: BenchConfig, data: Data):
-        from gru_jax import training
-        from gru_jax.features import FeatureConfig
-
-        train_cfg = training.TrainConfig(
-            features=FeatureConfig(n_mels=cfg.n_features),
-            model=encoder_config(cfg),
-            loss=LOSS,
-            optim=training.OptimConfig(
-                learning_rate=LEARNING_RATE, weight_decay=WEIGHT_DECAY, clip_norm=CLIP_NORM
-            ),
-            batch_size=cfg.batch,
-            crop_frames=cfg.frames,
-        )
-        self.name = name
-        self.mesh = training.data_mesh()
-        self.model = training.Model(train_cfg, cfg.classes, self.mesh)
-        self.state = jax.device_put(self.model.init_state(0), NamedSharding(self.mesh, P()))
-        self.encoder = self.model.encoder
-        self.rows = NamedSharding(self.mesh, P("data"))
-        self.batch = self.put_batch(data)
-        self.batch_dict = dict(zip(("feats", "lengths", "labels"), self.batch, strict=True))
-        self.compiled = {}
-        self._step = training.compile_train_step(self.model, self.mesh, self.state)
-
-    def encoder_params(self) -> Any:
-        return self.state.params["encoder"]
-
-    def _compile_train(self) -> Any:
-        return self._step.lower(self.state, self.batch_dict).compile()
-
-    def _train(self) -> None:
-        self.state, metrics = self.compiled["train"](self.state, self.batch_dict)
-        jax.block_until_ready((self.state, metrics))
+            emb = self.compiled["embed"](
+                self.encoder_params(), self.batch["feats"], self.batch["lengths"]
+            )
+            jax.block_until_ready(emb)
 
 
 def memory_facts(compiled) -> dict[str, Any]:
@@ -312,7 +250,7 @@ def memory_facts(compiled) -> dict[str, Any]:
 
 def encoder_config(cfg: BenchConfig, **overrides: Any) -> ModelConfig:
     base = dict(
-        n_features=cfg.n_features,
+        compute_dtype=cfg.dtype,
         hidden=cfg.hidden,
         layers=cfg.layers,
         pooling="stats",
@@ -344,13 +282,17 @@ class TorchImpl:
         for module in (self.gru, self.embedding):
             module.to(self.device)
         self.head.data = self.head.data.to(self.device)
+        dtype = getattr(torch, cfg.dtype)
+        self.gru.to(dtype)  # cuDNN in bf16 when asked; pooling, head and loss stay float32
+        self.gru.flatten_parameters()  # one contiguous weight buffer, as cuDNN wants
         self.params = [*self.gru.parameters(), *self.embedding.parameters(), self.head]
         self.optimizer = torch.optim.AdamW(self.params, lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
         to = lambda a: torch.from_numpy(a).to(self.device)
-        self.feats, self.labels = to(data.feats), to(data.labels.astype(np.int64))
+        self.feats, self.labels = to(data.feats).to(dtype), to(data.labels.astype(np.int64))
 
     def _embed(self):
         frames, _ = self.gru(self.feats)
+        frames = frames.float()
         mean = frames.mean(dim=1)
         std = (frames.var(dim=1, unbiased=False) + STD_EPSILON).sqrt()
         return self.embedding(self.torch.cat([mean, std], dim=-1))
@@ -438,27 +380,23 @@ def parse_overrides(spec: str, overrides: str) -> dict[str, Any]:
 
 
 def parse_impl(spec: str, cfg: BenchConfig, data: Data) -> Impl:
-    """`gru_jax[:field=value,...]` (ModelConfig overrides), `flax`, `torch[:threads=N]` or
-    `trainer`."""
+    """`gru_jax[:field=value,...]` (ModelConfig overrides), `flax` or `torch[:threads=N]`."""
     name, _, overrides = spec.partition(":")
     fields = parse_overrides(spec, overrides)
     if name == "gru_jax":
         try:
-            model_cfg = encoder_config(cfg, **fields)
+            encoder_config(cfg, **fields)
         except (TypeError, ValueError) as err:
             raise SystemExit(f"--impl {spec!r}: {err}") from err
-        return JaxImpl(spec, SpeakerEncoder(model_cfg), cfg, data)
+        return JaxImpl(spec, cfg, data, model_overrides=fields)
     if name == "torch" and set(fields) <= {"threads"}:
         return TorchImpl(spec, cfg, data, fields.get("threads"))
     if fields:
         raise SystemExit(f"--impl {spec!r}: only gru_jax and torch (threads=N) take overrides")
     if name == "flax":
-        return JaxImpl(spec, FlaxRNNEncoder(cfg.hidden, cfg.layers, cfg.embedding), cfg, data)
-    if name == "trainer":
-        return TrainerImpl(spec, cfg, data)
-    raise SystemExit(
-        f"--impl {spec!r}: unknown; use gru_jax[:field=value,...], flax, torch, trainer"
-    )
+        encoder = FlaxRNNEncoder(cfg.hidden, cfg.layers, cfg.embedding, cfg.dtype)
+        return JaxImpl(spec, cfg, data, encoder=encoder)
+    raise SystemExit(f"--impl {spec!r}: unknown; use gru_jax[:field=value,...], flax or torch")
 
 
 def torch_available() -> str | None:
@@ -554,31 +492,28 @@ def target_report(rows: list[dict], summaries: dict[str, dict]) -> list[dict[str
     return report
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", choices=sorted(PRESETS), default="default")
-    parser.add_argument(
-        "--impl",
-        action="append",
-        dest="impls",
-        help="gru_jax[:field=value,...] (ModelConfig overrides), flax, torch[:threads=N] or "
-        "trainer; repeatable; the first is compared with the others "
-        "(default: gru_jax, flax, torch, and torch:threads=1 on a multi-core CPU)",
-    )
-    parser.add_argument("--modes", default="train,embed", help="comma list of train, embed")
-    parser.add_argument("--steps", type=int, default=10, help="timed rounds (>= 10 for reports)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps after compiling")
-    parser.add_argument("--json", metavar="PATH", help="also write the JSON result here")
-    args = parser.parse_args(argv)
-    modes = [m for m in args.modes.split(",") if m]
-    if not modes or set(modes) - set(MODES):
-        parser.error(f"--modes takes a comma list of {MODES}, got {args.modes!r}")
-    cfg = PRESETS[args.config]
+def default_specs() -> list[str]:
     on_cpu = jax.default_backend() == "cpu"
-    specs = args.impls or ["gru_jax", "flax", "torch"] + (
+    return ["gru_jax", "flax", "torch"] + (
         ["torch:threads=1"] if on_cpu and (os.cpu_count() or 1) > 1 else []
     )
+
+
+def run(
+    config_name: str,
+    specs: list[str],
+    modes: list[str],
+    steps: int,
+    warmup: int,
+    dtype: str | None = None,
+) -> dict[str, Any]:
+    """Compile, warm up and time `specs` on preset `config_name` (compute dtype `dtype`);
+    prints the tables and returns the JSON-able result."""
+    cfg = PRESETS[config_name]
+    if dtype is not None:
+        cfg = dataclasses.replace(cfg, dtype=dtype)
     notes = []
+    on_cpu = jax.default_backend() == "cpu"
     if on_cpu and "xla_cpu_multi_thread_eigen=false" not in os.environ.get("XLA_FLAGS", ""):
         notes.append(f"XLA_FLAGS lacks the recommended CPU setting: {RECOMMENDED_CPU_FLAGS}")
     machine_before = machine_info()
@@ -591,10 +526,10 @@ def main(argv: list[str] | None = None) -> None:
     rows, summaries = [], {}
     for mode in modes:
         print(
-            f"[{mode}] compiling and timing {len(impls)} impls x {args.steps} rounds ...",
+            f"[{mode}] compiling and timing {len(impls)} impls x {steps} rounds ...",
             file=sys.stderr,
         )
-        mode_rows, summaries[mode] = measure_mode(mode, impls, cfg, args.steps, args.warmup)
+        mode_rows, summaries[mode] = measure_mode(mode, impls, cfg, steps, warmup)
         rows += mode_rows
     print_table(
         rows,
@@ -619,14 +554,14 @@ def main(argv: list[str] | None = None) -> None:
                 f"[{mode}] {pair}: x{p['median']:.2f} [{p['q25']:.2f}, {p['q75']:.2f}]",
                 file=sys.stderr,
             )
-    targets = target_report(rows, summaries) if args.config == "default" else []
+    targets = target_report(rows, summaries) if config_name == "default" else []
     if targets:
         print_table(targets, ["mode", "target", "against", "wanted", "got", "met"])
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    result = {
+    return {
         "benchmark": "gru_throughput",
-        "config_name": args.config,
+        "config_name": config_name,
         "config": dataclasses.asdict(cfg),
         "device": str(jax.devices()[0].device_kind),
         "backend": jax.default_backend(),
@@ -635,14 +570,38 @@ def main(argv: list[str] | None = None) -> None:
         "versions": versions(),
         "machine": machine_before,
         "load_avg_after": machine_info()["load_avg_1_5_15"],
-        "steps": args.steps,
-        "warmup": args.warmup,
+        "steps": steps,
+        "warmup": warmup,
         "flops": {mode: mode_flops(cfg, mode) for mode in modes},
         "results": rows,
         "summary": summaries,
         "targets": targets,
         "notes": notes,
     }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", choices=sorted(PRESETS), default="default")
+    parser.add_argument(
+        "--impl",
+        action="append",
+        dest="impls",
+        help="gru_jax[:field=value,...] (ModelConfig overrides, e.g. kernel=pallas), flax or "
+        "torch[:threads=N]; repeatable; the first is compared with the others "
+        "(default: gru_jax, flax, torch, and torch:threads=1 on a multi-core CPU)",
+    )
+    parser.add_argument("--modes", default="train,embed", help="comma list of train, embed")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), help="compute dtype of all")
+    parser.add_argument("--steps", type=int, default=10, help="timed rounds (>= 10 for reports)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps after compiling")
+    parser.add_argument("--json", metavar="PATH", help="also write the JSON result here")
+    args = parser.parse_args(argv)
+    modes = [m for m in args.modes.split(",") if m]
+    if not modes or set(modes) - set(MODES):
+        parser.error(f"--modes takes a comma list of {MODES}, got {args.modes!r}")
+    specs = args.impls or default_specs()
+    result = run(args.config, specs, modes, args.steps, args.warmup, args.dtype)
     emit(result, args.json)
 
 

@@ -29,12 +29,12 @@ import jax
 import numpy as np
 
 from benchmarks._common import emit, machine_info, print_table
-from benchmarks.gru_throughput import PRESETS, BenchConfig, JaxImpl, encoder_config, make_data
-from gru_jax.batching import CropBatches, Prefetcher, bucket_batches, padded_length
-from gru_jax.corpora import Utterance, read_corpus
-from gru_jax.features import ExtractionReport, FeatureConfig, extract_many
-from gru_jax.model import SpeakerEncoder
-from gru_jax.store import Store, build_store
+from benchmarks.gru_throughput import PRESETS, BenchConfig, JaxImpl, make_data
+from gru_jax.data.batching import CropBatches, Prefetcher, bucket_batches, padded_length
+from gru_jax.data.corpora import Utterance, read_corpus
+from gru_jax.data.extraction import ExtractionReport, extract_many
+from gru_jax.data.features import FeatureConfig
+from gru_jax.data.store import Store, build_store
 from gru_jax.synth import make_corpus
 
 FRAMES_PER_S = 100  # 10 ms hop
@@ -98,7 +98,7 @@ def measure_input_pipeline(
     stream = CropBatches(
         store, np.arange(len(store)), labels, bench.batch, crop_frames=bench.frames, seed=0
     )
-    impl = JaxImpl("gru_jax", SpeakerEncoder(encoder_config(bench)), bench, make_data(bench))
+    impl = JaxImpl("gru_jax", bench, make_data(bench))
     compile_s = impl.prepare("train")["compile_s"]
     impl.run("train")
 

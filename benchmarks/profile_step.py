@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", metavar="PATH", help="also write the JSON result here")
     args = parser.parse_args(argv)
     if args.impl.startswith("torch"):
-        parser.error("--impl: torch is not traced by jax.profiler; use gru_jax, flax or trainer")
+        parser.error("--impl: torch is not traced by jax.profiler; use gru_jax or flax")
     if args.steps < 1:
         parser.error("--steps must be >= 1")
 

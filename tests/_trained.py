@@ -14,14 +14,15 @@ from typing import Any
 
 import jax
 
-from gru_jax.data import prepare_store, split_speakers
-from gru_jax.evaluation import evaluate
-from gru_jax.export import EmbeddingModel
-from gru_jax.features import FeatureConfig
-from gru_jax.losses import LossConfig
-from gru_jax.model import ModelConfig
+from gru_jax.data.features import FeatureConfig
+from gru_jax.data.prepare import prepare_store, split_speakers
+from gru_jax.eval.evaluation import evaluate
+from gru_jax.infer.model import EmbeddingModel
+from gru_jax.nn.encoder import ModelConfig
+from gru_jax.nn.heads import LossConfig
 from gru_jax.synth import CorpusInfo, make_corpus
-from gru_jax.training import OptimConfig, TrainConfig, Trainer
+from gru_jax.train.config import DataConfig, OptimConfig, TrainConfig, TrainerConfig
+from gru_jax.train.loop import Trainer
 
 N_MELS = 24
 STEPS = 200
@@ -40,19 +41,20 @@ class TrainedRun:
 
 def tiny_config() -> TrainConfig:
     return TrainConfig(
-        features=FeatureConfig(n_mels=N_MELS),
-        model=ModelConfig(n_features=N_MELS, hidden=48, layers=2, embedding_dim=32),
+        data=DataConfig(
+            features=FeatureConfig(n_mels=N_MELS), crop_frames=100, min_frames=40, val_speakers=3
+        ),
+        model=ModelConfig(hidden=48, layers=2, embedding_dim=32),
         loss=LossConfig(kind="aam", margin=0.2, margin_warmup_steps=50),
         optim=OptimConfig(learning_rate=1e-2, warmup_steps=10),
-        steps=STEPS,
-        batch_size=32,
-        crop_frames=100,
-        min_frames=40,
-        log_every=50,
-        eval_every=STEPS,
-        checkpoint_every=STEPS // 2,
-        val_speakers=3,
-        val_trials=300,
+        trainer=TrainerConfig(
+            steps=STEPS,
+            batch_size=32,
+            log_every=50,
+            eval_every=STEPS,
+            checkpoint_every=STEPS // 2,
+            val_trials=300,
+        ),
     )
 
 
@@ -63,7 +65,7 @@ def train_and_evaluate(root: Path) -> TrainedRun:
     cfg = tiny_config()
     store = prepare_store(
         corpus.wav_dir,
-        cfg.features,
+        cfg.data.features,
         list_file=str(corpus.train_list),
         store_dir=root / "train_store",
         workers=1,
@@ -73,7 +75,7 @@ def train_and_evaluate(root: Path) -> TrainedRun:
     # 1 and 4 devices train alike). Embedding and scoring below run on all 4.
     trainer = Trainer(
         cfg,
-        split_speakers(store, cfg.val_speakers, cfg.seed),
+        split_speakers(store, cfg.data.val_speakers, cfg.trainer.seed),
         root / "run",
         progress=False,
         devices=jax.devices()[:1],

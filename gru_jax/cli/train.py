@@ -1,0 +1,156 @@
+"""`train.py` / `gru-jax-train`: train a GRU speaker-embedding model (`--help`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from gru_jax.cli.common import (
+    guarded,
+    parse_overrides,
+    setup_logging,
+    training_devices,
+    use_every_cpu_core,
+)
+from gru_jax.core.config import ConfigError
+from gru_jax.core.rundir import RunDir
+
+DEMO_CORPUS = {"n_speakers": 200, "n_utterances": 10, "seed": 0}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="train.py",
+        description="Train a GRU speaker-embedding model. With no --data, the synthetic demo corpus "
+        "is generated (under --demo-dir) and used.",
+    )
+    p.add_argument("--preset", default="demo", help="demo (default) or voxceleb")
+    p.add_argument(
+        "--data",
+        help="corpus: VoxCeleb dir, LibriSpeech dir, Kaldi data dir, "
+        "CSV manifest or folder per speaker",
+    )
+    p.add_argument(
+        "--list", dest="list_file", help="training list (`speaker path` lines) for --data"
+    )
+    p.add_argument(
+        "--split",
+        help="CSV manifests: train on the rows of this split (default: 'train' when the "
+        "manifest has a split column; 'all' for every row)",
+    )
+    p.add_argument("--out", help="run directory (default: runs/<preset>)")
+    p.add_argument("--steps", type=int, help="total training steps (trainer.steps)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        help="global batch size, a multiple of the device count (trainer.batch_size)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override any config field, e.g. --set model.hidden=256 "
+        "--set optim.learning_rate=1e-3 --set data.features.vad=true (repeatable)",
+    )
+    p.add_argument("--demo-dir", default="data/demo", help="where the demo corpus is written")
+    p.add_argument(
+        "--store-dir",
+        help="feature store directory (default: a cache keyed by the "
+        "corpus and the feature config)",
+    )
+    p.add_argument("--workers", type=int, help="feature-extraction processes (default: all cores)")
+    p.add_argument(
+        "--rebuild-features",
+        action="store_true",
+        help="rebuild a store that was built with another feature config",
+    )
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="refuse to resume: fail if --out already holds checkpoints",
+    )
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="call jax.distributed.initialize() first (multi-host: TPU pods, SLURM, ...)",
+    )
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def config_from_args(args: argparse.Namespace):  # -> TrainConfig (JAX loads with gru_jax.train)
+    from gru_jax.train.config import with_overrides
+    from gru_jax.train.presets import PRESETS
+
+    if args.preset not in PRESETS:
+        raise ConfigError(f"unknown preset {args.preset!r}; choose from {sorted(PRESETS)}")
+    overrides = parse_overrides(args.set)
+    if args.steps is not None:
+        overrides["trainer.steps"] = str(args.steps)
+    if args.batch_size is not None:
+        overrides["trainer.batch_size"] = str(args.batch_size)
+    return with_overrides(PRESETS[args.preset](), overrides)
+
+
+def _split(args: argparse.Namespace, data_path: str) -> str | None:
+    if args.split == "all":
+        return None
+    if args.split is not None or not data_path.lower().endswith(".csv"):
+        return args.split
+    from gru_jax.data.corpora import manifest_splits
+
+    return "train" if manifest_splits(data_path) else None
+
+
+def run(args: argparse.Namespace) -> int:
+    log = logging.getLogger("train")
+    per_core = not args.distributed and use_every_cpu_core()
+    import jax
+
+    if args.distributed:
+        jax.distributed.initialize()
+    from gru_jax.train.run import CorpusSource, train
+
+    cfg = config_from_args(args)
+    data_path, list_file = args.data, args.list_file
+    if data_path is None:
+        from gru_jax.synth import make_corpus
+
+        log.info("no --data: using the synthetic demo corpus in %s", args.demo_dir)
+        info = make_corpus(args.demo_dir, progress=not args.no_progress, **DEMO_CORPUS)
+        data_path, list_file = str(info.wav_dir), str(info.train_list)
+    out = Path(args.out or f"runs/{args.preset}")
+    if args.fresh and RunDir(out).has_checkpoints():
+        raise ConfigError(f"{out} already holds checkpoints and --fresh was given")
+    devices = training_devices(cfg.trainer.batch_size) if per_core else None
+    if devices is not None:
+        log.info(
+            "CPU: one XLA device per core, training on %d (set XLA_FLAGS to choose yourself)",
+            len(devices),
+        )
+    source = CorpusSource(
+        path=data_path,
+        list_file=list_file,
+        split=_split(args, data_path),
+        store_dir=args.store_dir,
+        workers=args.workers,
+        rebuild=args.rebuild_features,
+    )
+    result = train(cfg, source, out, progress=not args.no_progress, devices=devices)
+    eer = "n/a" if result.best_val_eer is None else f"{100 * result.best_val_eer:.2f}%"
+    print(
+        f"\ntrained {result.step} steps in {result.wall_s:.0f} s "
+        f"({result.frames_per_s:,.0f} frames/s at the end); validation EER best {eer}; "
+        f"{result.skipped_steps} non-finite step(s) skipped"
+    )
+    print(f"run directory: {out}  (config.json, metrics.jsonl, training_curves.png, checkpoints/)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    setup_logging(args.verbose)
+    return guarded(lambda: run(args))

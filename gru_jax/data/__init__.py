@@ -1,0 +1,1 @@
+"""Host-side data path, NumPy only: corpora -> audio -> features -> feature store -> batches."""

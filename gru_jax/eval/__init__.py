@@ -1,0 +1,1 @@
+"""Scoring embeddings: trial and identification metrics, reports, the enrolled-speaker database."""

@@ -1,0 +1,44 @@
+"""The optimizer and its learning-rate schedule."""
+
+from __future__ import annotations
+
+import optax
+
+from gru_jax.train.config import OptimConfig
+
+
+def learning_rate_schedule(cfg: OptimConfig, decay_steps: int) -> optax.Schedule:
+    """Linear warm-up to the peak, then cosine decay to a floor over `decay_steps` (held at the
+    floor afterwards), step decay, or constant."""
+    warmup = cfg.warmup_steps
+    if cfg.schedule == "cosine":
+        return optax.warmup_cosine_decay_schedule(
+            0.0,
+            cfg.learning_rate,
+            warmup_steps=warmup,
+            decay_steps=max(decay_steps, warmup + 1),
+            end_value=cfg.learning_rate * cfg.final_lr_fraction,
+        )
+    if cfg.schedule == "step":
+        decay = optax.exponential_decay(
+            cfg.learning_rate, cfg.step_every, cfg.step_gamma, staircase=True
+        )
+    else:
+        decay = optax.constant_schedule(cfg.learning_rate)
+    return optax.join_schedules(
+        [optax.linear_schedule(0.0, cfg.learning_rate, warmup), decay], [warmup]
+    )
+
+
+def make_optimizer(cfg: OptimConfig, decay_steps: int) -> optax.GradientTransformation:
+    schedule = learning_rate_schedule(cfg, decay_steps)
+    if cfg.name == "adamw":
+        opt = optax.adamw(schedule, weight_decay=cfg.weight_decay)
+    else:
+        opt = optax.chain(
+            optax.add_decayed_weights(cfg.weight_decay),
+            optax.sgd(schedule, momentum=cfg.momentum, nesterov=True),
+        )
+    if cfg.clip_norm > 0:
+        opt = optax.chain(optax.clip_by_global_norm(cfg.clip_norm), opt)
+    return opt

@@ -1,0 +1,66 @@
+"""Named training configurations: `demo` (the synthetic corpus on a laptop CPU) and full recipes."""
+
+from __future__ import annotations
+
+from gru_jax.data.features import FeatureConfig
+from gru_jax.nn.augment import SpecAugmentConfig
+from gru_jax.nn.encoder import ModelConfig
+from gru_jax.nn.heads import LossConfig
+from gru_jax.train.config import DataConfig, OptimConfig, TrainConfig, TrainerConfig
+
+
+def demo() -> TrainConfig:
+    """Small enough to train on the synthetic corpus on a 2-core CPU in a few minutes."""
+    return TrainConfig(
+        data=DataConfig(
+            features=FeatureConfig(n_mels=40), crop_frames=150, min_frames=50, val_speakers=10
+        ),
+        model=ModelConfig(hidden=128, layers=2, pooling="stats", embedding_dim=128),
+        loss=LossConfig(kind="aam", scale=30.0, margin=0.2, margin_warmup_steps=300),
+        optim=OptimConfig(learning_rate=3e-3, warmup_steps=50),
+        trainer=TrainerConfig(
+            steps=900,
+            batch_size=64,
+            log_every=10,
+            eval_every=300,
+            checkpoint_every=150,
+            val_trials=2000,
+        ),
+    )
+
+
+def voxceleb() -> TrainConfig:
+    """A full-size VoxCeleb2-dev recipe (3 x 512 GRU, AAM-softmax, 2 s crops, SpecAugment)."""
+    return TrainConfig(
+        data=DataConfig(
+            features=FeatureConfig(n_mels=80), crop_frames=200, min_frames=100, val_speakers=100
+        ),
+        model=ModelConfig(
+            hidden=512,
+            layers=3,
+            pooling="attentive",
+            embedding_dim=256,
+            layer_norm=True,
+            residual=True,
+        ),
+        loss=LossConfig(
+            kind="aam",
+            scale=32.0,
+            margin=0.2,
+            margin_warmup_start=20_000,
+            margin_warmup_steps=40_000,
+        ),
+        optim=OptimConfig(learning_rate=2e-3, warmup_steps=5_000, weight_decay=5e-5),
+        spec_augment=SpecAugmentConfig(enabled=True),
+        trainer=TrainerConfig(
+            steps=300_000,
+            batch_size=256,
+            log_every=100,
+            eval_every=10_000,
+            checkpoint_every=5_000,
+            val_trials=20_000,
+        ),
+    )
+
+
+PRESETS = {"demo": demo, "voxceleb": voxceleb}

@@ -1,0 +1,145 @@
+"""eval.py as users run it: exit codes, printed tables, files written."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gru_jax.cli.eval import main
+from gru_jax.eval import metrics as scoring
+from gru_jax.eval.database import enroll, open_database, verify
+from gru_jax.infer.export import load_kaldi, load_npz, speaker_vectors
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def eval_py(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "eval.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=dict(os.environ),  # the test devices (XLA_FLAGS) included
+        timeout=300,
+    )
+
+
+def speaker_files(run, list_file):
+    files = {}
+    for line in list_file.read_text().splitlines():
+        speaker, rel = line.split()
+        files.setdefault(speaker, []).append(str(run.corpus.wav_dir / rel))
+    return files
+
+
+def test_evaluate_prints_the_table_and_writes_the_reports(run, tmp_path):
+    out = tmp_path / "eval"
+    done = eval_py(
+        "--checkpoint", str(run.run_dir), "--data", str(run.corpus.root), "--out", str(out),
+        "--far", "0.1", "--store-dir", str(tmp_path / "store"), "--workers", "1", "--no-progress",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    results = json.loads((out / "results.json").read_text())
+    for name in ("det.png", "scores.png", "det_enrolled.png", "scores.txt", "embeddings.npz"):
+        assert (out / name).stat().st_size > 0, name
+    text = done.stdout
+    # the bare form found the demo corpus's lists and evaluated both tasks
+    assert results["inputs"]["trials"].endswith("trials.txt")
+    assert f"{results['counts']['trials_scored']} of" in text
+    cosine = results["verification"]["cosine"]
+    row = re.search(r"^cosine\s+all\s+(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", text, re.M)
+    assert row, text
+    trials, targets, eer_percent, dcf1, dcf5 = row.groups()
+    assert int(trials) == cosine["n_target"] + cosine["n_nontarget"]
+    assert int(targets) == cosine["n_target"]
+    assert float(eer_percent) == pytest.approx(100 * cosine["eer"], abs=1e-4)
+    assert float(dcf1) == pytest.approx(cosine["min_dcf_0.01"], abs=1e-4)
+    assert float(dcf5) == pytest.approx(cosine["min_dcf_0.05"], abs=1e-4)
+    top1 = 100 * results["identification"]["all"]["top1"]
+    assert re.search(rf"^all \(3 utterances\)\s+6\s+30\s+{top1:.4f}", text, re.M), text
+    # --far: the calibrated threshold admits at most 10% of the impostors
+    assert results["calibration"]["operating_point"] == "far=0.1"
+    assert f"{results['calibration']['threshold']:.4f}" in text
+    # the same checkpoint and features as the in-process evaluation: the same numbers
+    assert cosine["eer"] == pytest.approx(run.results["verification"]["cosine"]["eer"], abs=1e-6)
+    labels = np.array([int(x.split()[2]) for x in (out / "scores.txt").read_text().splitlines()])
+    scores = np.array([float(x.split()[3]) for x in (out / "scores.txt").read_text().splitlines()])
+    assert cosine["far_threshold"] == pytest.approx(
+        scoring.threshold_at_far(scores, labels, 0.1), abs=1e-5
+    )
+
+
+def test_verify_exit_code_follows_the_decision(run, tmp_path):
+    files = speaker_files(run, run.corpus.enroll_list)
+    tests = speaker_files(run, run.corpus.test_list)
+    db_path = tmp_path / "speakers.npz"
+    db = open_database(db_path, run.model, create=True)
+    for speaker, own in files.items():
+        enroll(db, speaker, own)
+    speaker = sorted(files)[0]
+    audio = tests[speaker][0]
+    score, accepted = verify(open_database(db_path, run.model), audio, speaker)
+    done = eval_py(
+        "verify", "--checkpoint", str(run.run_dir), "--db", str(db_path), "--speaker", speaker,
+        audio,
+    )  # fmt: skip
+    assert done.returncode == (0 if accepted else 1), done.stderr
+    assert f"score {score:.4f}" in done.stdout
+    assert ("ACCEPT" if accepted else "REJECT") in done.stdout
+    threshold = run.results["calibration"]["threshold"]
+    assert f"threshold {threshold:.4f}" in done.stdout and "results.json" in done.stdout
+
+    # the same request in-process, with thresholds that force each decision
+    common = ["verify", "--checkpoint", str(run.run_dir), "--db", str(db_path), "--speaker"]
+    assert main([*common, speaker, audio, "--threshold", "-1.01"]) == 0
+    assert main([*common, speaker, audio, "--threshold", "1.01"]) == 1
+
+
+def test_user_errors_exit_2_with_a_message(run, tmp_path, capsys):
+    db_path = tmp_path / "speakers.npz"
+    first, own = next(iter(speaker_files(run, run.corpus.enroll_list).items()))
+    code = main(["enroll", "--checkpoint", str(run.run_dir), "--db", str(db_path), "--speaker",
+                 first, *own[:1]])  # fmt: skip
+    assert code == 0 and "enrolled" in capsys.readouterr().out
+    assert main(["verify", "--checkpoint", str(run.run_dir), "--db", str(db_path),
+                 "--speaker", "nobody", own[0]]) == 2  # fmt: skip
+    assert f"error: unknown speaker 'nobody' (the 1 enrolled in {db_path}: {first})" in (
+        capsys.readouterr().err
+    )
+    trials = tmp_path / "trials.txt"
+    trials.write_text("1 id1/a/1.wav id2/b/2.wav\n")
+    assert main(["--checkpoint", str(run.run_dir), "--data", str(run.corpus.root),
+                 "--trials", str(trials)]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.startswith("error: 2 of 2 referenced utterances have no audio file")
+    assert "id1/a/1" in err and "id2/b/2" in err and "Traceback" not in err
+    assert main(["identify", "--checkpoint", str(run.run_dir), "--db", str(tmp_path / "none.npz"),
+                 own[0]]) == 2  # fmt: skip
+    assert "no speaker database" in capsys.readouterr().err
+
+
+def test_embed_writes_npz_and_kaldi_speaker_vectors(run, tmp_path, capsys):
+    out, ark = tmp_path / "spk.npz", tmp_path / "spk.ark"
+    code = main([
+        "embed", "--checkpoint", str(run.run_dir), "--data", str(run.corpus.root),
+        "--list", str(run.corpus.enroll_list), "--out", str(out), "--ark", str(ark),
+        "--speaker-level", "--store-dir", str(tmp_path / "store"), "--workers", "1",
+        "--no-progress",
+    ])  # fmt: skip
+    assert code == 0
+    assert "wrote 6 speaker embeddings (dim 32)" in capsys.readouterr().out
+    ids, vectors = load_npz(run.eval_dir / "embeddings.npz")
+    with np.load(run.eval_dir / "embeddings.npz") as data:
+        speakers = data["speakers"]
+    enrolled = {line.split()[1].rsplit(".", 1)[0] for line in
+                run.corpus.enroll_list.read_text().splitlines()}  # fmt: skip
+    keep = np.array([i in enrolled for i in ids.tolist()])
+    names, means, _ = speaker_vectors(vectors[keep], speakers[keep])
+    for loaded_ids, loaded in (load_npz(out), load_kaldi(tmp_path / "spk.scp")):
+        assert loaded_ids.tolist() == names.tolist()
+        np.testing.assert_allclose(loaded, means, rtol=1e-5, atol=1e-6)
