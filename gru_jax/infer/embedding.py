@@ -15,11 +15,12 @@ from typing import Any
 import flax.linen as nn
 import jax
 import numpy as np
+from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from gru_jax.data.batching import FeatureSource, bucket_batches, pad_batch, padded_length
 from gru_jax.nn.encoder import ModelConfig, SpeakerEncoder
-from gru_jax.nn.mesh import replicated, row_sharded
+from gru_jax.nn.mesh import DATA_AXIS, replicated, row_sharded
 
 DEFAULT_MAX_FRAMES = 32_000  # frames per embedding batch over all devices
 
@@ -56,13 +57,23 @@ class Embedder:
         self.max_frames = max_frames
         self._rows = row_sharded(mesh)
 
-        def embed_batch(params: Any, feats: jax.Array, lengths: jax.Array) -> jax.Array:
+        def embed_rows(params: Any, feats: jax.Array, lengths: jax.Array) -> jax.Array:
             return self.encoder.apply({"params": params}, feats, lengths)
 
+        # each device embeds its own rows (as training encodes them): left to the partitioner,
+        # a replicated result pulls work across devices
+        rows = P(DATA_AXIS)
+        embed_batch = jax.shard_map(
+            embed_rows,
+            mesh=mesh,
+            in_specs=(P(), rows, rows),
+            out_specs=rows,
+            check_vma=False,  # any module: Flax's nn.RNN does not type its carry per device
+        )
         self.embed_batch = jax.jit(
             embed_batch,
             in_shardings=(replicated(mesh), self._rows, self._rows),
-            out_shardings=replicated(mesh),
+            out_shardings=self._rows,
         )
 
     def embed_source(
