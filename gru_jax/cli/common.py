@@ -84,6 +84,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from gru_jax.data.corpora import CorpusError
     from gru_jax.data.store import StoreError
     from gru_jax.eval.database import EnrollmentError
+    from gru_jax.infer.streaming import StreamError
     from gru_jax.train.loop import NonFiniteError
 
     return (
@@ -91,6 +92,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
         ConfigError,
         CorpusError,
         EnrollmentError,
+        StreamError,
         StoreError,
         NonFiniteError,
         FileNotFoundError,

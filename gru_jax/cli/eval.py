@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gru_jax.cli import stream as stream_cli
 from gru_jax.cli.common import EXIT_USER_ERROR, guarded, setup_logging, use_every_cpu_core
 from gru_jax.core.config import ConfigError
 from gru_jax.core.rundir import RunDir
@@ -19,7 +20,7 @@ from gru_jax.core.rundir import RunDir
 if TYPE_CHECKING:  # JAX is imported only once a command runs, so --help stays instant
     from gru_jax.infer.model import EmbeddingModel
 
-COMMANDS = ("evaluate", "enroll", "verify", "identify", "embed")
+COMMANDS = ("evaluate", "enroll", "verify", "identify", "embed", "stream", "export")
 EXIT_OK, EXIT_REJECTED = 0, 1
 DISCOVERED_LISTS = {
     "trials": "trials.txt",
@@ -37,6 +38,8 @@ commands (evaluate is the default: `%(prog)s --checkpoint RUN ...` means
   verify     is this audio the claimed speaker? (score and accept/reject)
   identify   which enrolled speakers sound most like this audio?
   embed      write embeddings of a corpus or audio files to .npz and/or Kaldi ark/scp
+  stream     running verification / identification of audio as it arrives (file or stdin)
+  export     a model file that serves embeddings with jax alone (jax.export)
 
 `%(prog)s COMMAND --help` describes each command.
 """
@@ -52,6 +55,10 @@ examples:
   %(prog)s verify --checkpoint runs/demo --db speakers.npz --speaker alice test.wav
   %(prog)s identify --checkpoint runs/demo --db speakers.npz test.wav --top 5
   %(prog)s embed --checkpoint runs/demo --data data/demo --out emb.npz --ark emb.ark
+  %(prog)s embed --checkpoint runs/demo --data data/demo --xvector-dir xvectors/
+  %(prog)s stream --checkpoint runs/demo --db speakers.npz --speaker alice test.wav
+  arecord -f S16_LE -r 16000 -c 1 | %(prog)s stream --checkpoint runs/demo --db speakers.npz -
+  %(prog)s export --checkpoint runs/demo --out model.jaxexport --platforms cpu,cuda
 """
 
 
@@ -175,22 +182,38 @@ def parser() -> argparse.ArgumentParser:
         "reads; bad audio is skipped and counted) or the given audio files. "
         ".npz: `ids` and `embeddings` (float32), loadable with "
         "allow_pickle=False. Kaldi: binary float vectors in --ark, indexed by "
-        "the .scp beside it.",
+        "the .scp beside it. Kaldi tables (utt2spk, spk2utt, num_utts.ark) list the "
+        "embedded utterances, sorted in byte order as Kaldi's scripts expect; they are "
+        "never written into a Kaldi data dir (a directory with wav.scp or feats.scp).",
     )
     _common(em)
     em.add_argument("audio", nargs="*", help="audio files (instead of --data)")
     em.add_argument("--data", help="corpus directory or CSV manifest")
     em.add_argument("--list", dest="list_file", help="speaker list for --data (`speaker path`)")
     em.add_argument("--split", help="CSV manifests: embed only the rows of this split")
-    em.add_argument("--out", help="output .npz")
-    em.add_argument("--ark", help="output Kaldi ark (the scp is written beside it)")
+    em.add_argument(
+        "--out", help="output .npz (with --data, utt2spk and spk2utt are written beside it)"
+    )
+    em.add_argument(
+        "--ark",
+        help="output Kaldi ark (the scp beside it; with --data, utt2spk and spk2utt too, and "
+        "with --speaker-level num_utts.ark)",
+    )
     em.add_argument(
         "--speaker-level",
         action="store_true",
-        help="write one vector per speaker (mean of its L2-normalised utterance "
-        "vectors, e.g. for speaker adaptation in ASR) instead of per utterance",
+        help="--out/--ark get one vector per speaker (mean of its L2-normalised utterance "
+        "vectors, e.g. for speaker adaptation in ASR) instead of one per utterance",
+    )
+    em.add_argument(
+        "--xvector-dir",
+        metavar="DIR",
+        help="with --data: write utterance and speaker vectors in one run, laid out like "
+        "Kaldi's extract_xvectors.sh output: xvector.ark/scp, spk_xvector.ark/scp, utt2spk, "
+        "spk2utt, num_utts.ark",
     )
     _feature_options(em)
+    stream_cli.add_parsers(subs, _common)
     return top
 
 
@@ -211,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         "verify": _verify,
         "identify": _identify,
         "embed": _embed,
+        "stream": lambda args: stream_cli.run_stream(args, _model(args)),
+        "export": lambda args: stream_cli.run_export(args, _model(args)),
     }
     return guarded(lambda: handlers[args.command](args))
 
@@ -317,19 +342,38 @@ def _identify(args: argparse.Namespace) -> int:
 
 def _embed(args: argparse.Namespace) -> int:
     from gru_jax.data.corpora import read_corpus, utt_id_from_relpath
-    from gru_jax.infer.export import save_kaldi, save_npz, speaker_vectors
+    from gru_jax.infer.export import (
+        kaldi_order,
+        save_kaldi,
+        save_npz,
+        save_speaker_tables,
+        save_xvector_dir,
+        speaker_order_problem,
+        speaker_vectors,
+    )
     from gru_jax.infer.model import default_store_dir, embed_utterances
 
-    if not args.out and not args.ark:
-        raise ConfigError("nothing to write: give --out FILE.npz and/or --ark FILE.ark")
+    if not (args.out or args.ark or args.xvector_dir):
+        raise ConfigError(
+            "nothing to write: give --out FILE.npz, --ark FILE.ark and/or --xvector-dir DIR"
+        )
     if bool(args.data) == bool(args.audio):
         raise ConfigError("give either --data (a corpus) or audio files, not both or neither")
-    if args.speaker_level and args.audio:
-        raise ConfigError("--speaker-level needs a corpus (--data) that says who is speaking")
+    if args.audio and (args.speaker_level or args.xvector_dir):
+        raise ConfigError(
+            "--speaker-level and --xvector-dir need a corpus (--data) that says who is speaking"
+        )
+    notes: list[str] = []
+    if args.data:
+        utterances = read_corpus(args.data, args.list_file, split=args.split)
+        tables_dir = _embed_checks(
+            args, [u.utt_id for u in utterances], [u.speaker for u in utterances], notes
+        )
+    else:
+        tables_dir = _embed_checks(args, [utt_id_from_relpath(a) for a in args.audio], None, notes)
     model = _model(args)
     skipped: dict[str, int] = {}
     if args.data:
-        utterances = read_corpus(args.data, args.list_file, split=args.split)
         corpus = embed_utterances(
             model,
             utterances,
@@ -337,29 +381,108 @@ def _embed(args: argparse.Namespace) -> int:
             workers=args.workers,
             progress=not args.no_progress,
         )
-        ids, vectors, speakers, skipped = (
-            corpus.ids,
-            corpus.vectors,
-            corpus.speakers,
-            corpus.skipped,
+        order = kaldi_order(corpus.ids)  # Kaldi's sort, whatever order the store keeps
+        utt_ids, utt_vectors, speakers = (
+            corpus.ids[order],
+            corpus.vectors[order],
+            corpus.speakers[order],
         )
+        skipped = corpus.skipped
     else:
-        ids = [utt_id_from_relpath(a) for a in args.audio]
-        vectors, speakers = model.embed_files(args.audio), None
+        utt_ids = [utt_id_from_relpath(a) for a in args.audio]
+        utt_vectors, speakers = model.embed_files(args.audio), None
+    ids, vectors = utt_ids, utt_vectors
     extra = {} if speakers is None else {"speakers": speakers}
     level = "utterance"
     if args.speaker_level:
-        ids, vectors, counts = speaker_vectors(vectors, speakers)
+        ids, vectors, counts = speaker_vectors(utt_vectors, speakers)
         extra, level = {"counts": counts}, "speaker"
-    written = []
+    lines, written = [], []
     if args.out:
         save_npz(args.out, ids, vectors, **extra)
         written.append(args.out)
     if args.ark:
         written += [args.ark, str(save_kaldi(args.ark, ids, vectors))]
-    note = f"; skipped {sum(skipped.values())} ({skipped})" if skipped else ""
-    print(
-        f"wrote {len(ids)} {level} embeddings (dim {vectors.shape[1]}) to "
-        f"{', '.join(written)}{note}"
-    )
+    if written:
+        lines.append(
+            f"wrote {len(ids)} {level} embeddings (dim {vectors.shape[1]}) to {', '.join(written)}"
+        )
+    if tables_dir is not None:
+        tables = save_speaker_tables(tables_dir, utt_ids, speakers, num_utts=args.speaker_level)
+        lines.append(f"wrote {', '.join(p.name for p in tables)} to {tables_dir}")
+    if args.xvector_dir:
+        files = save_xvector_dir(args.xvector_dir, utt_ids, utt_vectors, speakers)
+        n_speakers = len(set(speakers.tolist()))
+        lines.append(
+            f"wrote {len(utt_ids)} utterance and {n_speakers} speaker embeddings "
+            f"(dim {utt_vectors.shape[1]}) to {args.xvector_dir}: "
+            f"{', '.join(p.name for p in files)}"
+        )
+    if skipped:
+        lines.append(f"skipped {sum(skipped.values())} utterances ({skipped})")
+    if speakers is not None and (tables_dir is not None or args.xvector_dir):
+        problem = speaker_order_problem(utt_ids, speakers)
+        if problem:
+            notes.append(problem)
+    print("\n".join([*lines, *(f"note: {n}" for n in notes)]))
     return EXIT_OK
+
+
+def _embed_checks(
+    args: argparse.Namespace, utt_ids: list[str], speakers: list[str] | None, notes: list[str]
+) -> Path | None:
+    """Refuse what would fail or destroy something before the slow part (embedding) starts.
+
+    Returns where utt2spk/spk2utt go beside --ark/--out, or None: no corpus, or they cannot be
+    written there (the reason goes to `notes`; they are extras of --ark/--out, which still run).
+    """
+    from gru_jax.infer.export import XVECTOR_DIR_FILES, check_kaldi_keys
+
+    def key_problem(*tables: tuple[list[str], str]) -> str | None:
+        for keys, what in tables:
+            try:
+                check_kaldi_keys(keys, what)
+            except ValueError as e:
+                return str(e)
+        return None
+
+    utts = (utt_ids, "utterance ids")
+    if args.ark and not args.speaker_level and (problem := key_problem(utts)):
+        raise ConfigError(f"--ark: {problem}")
+    if speakers is None:
+        return None
+    spks = (speakers, "speaker ids")
+    if args.ark and args.speaker_level and (problem := key_problem(spks)):
+        raise ConfigError(f"--ark: {problem}")
+    tables_problem = key_problem(utts, spks)
+    if args.xvector_dir:
+        directory = Path(args.xvector_dir)
+        if tables_problem:
+            raise ConfigError(f"--xvector-dir: {tables_problem}")
+        if _kaldi_data_dir(directory):
+            raise ConfigError(
+                f"--xvector-dir {directory} is a Kaldi data dir (it has wav.scp or feats.scp): "
+                "its utt2spk and spk2utt would be replaced; choose another directory"
+            )
+        ours = {(directory / name).resolve() for name in XVECTOR_DIR_FILES}
+        others = [args.out, args.ark, args.ark and str(Path(args.ark).with_suffix(".scp"))]
+        clash = [path for path in others if path and Path(path).resolve() in ours]
+        if clash:
+            raise ConfigError(f"--xvector-dir writes {', '.join(clash)} itself; name another file")
+    if not (args.ark or args.out):
+        return None
+    beside = Path(args.ark or args.out).parent
+    if tables_problem:
+        notes.append(f"utt2spk/spk2utt not written beside the vectors: {tables_problem}")
+        return None
+    if _kaldi_data_dir(beside):
+        notes.append(
+            f"utt2spk/spk2utt not written: {beside} is a Kaldi data dir (it has wav.scp or "
+            "feats.scp), whose own would be replaced"
+        )
+        return None
+    return beside
+
+
+def _kaldi_data_dir(directory: Path) -> bool:
+    return (directory / "wav.scp").is_file() or (directory / "feats.scp").is_file()

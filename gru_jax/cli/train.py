@@ -52,7 +52,7 @@ def parser() -> argparse.ArgumentParser:
         default=[],
         metavar="SECTION.FIELD=VALUE",
         help="override any config field, e.g. --set model.hidden=256 "
-        "--set optim.learning_rate=1e-3 --set data.features.vad=true (repeatable)",
+        "--set optim.learning_rate=1e-3 --set data.features.vad=utterance (repeatable)",
     )
     p.add_argument("--demo-dir", default="data/demo", help="where the demo corpus is written")
     p.add_argument(

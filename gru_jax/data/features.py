@@ -1,9 +1,13 @@
-"""Log-mel / MFCC features with per-utterance CMVN and energy VAD.
+"""Log-mel / MFCC features with CMVN and energy VAD, per utterance or running.
 
 Frames are rows: every function returns `[T, F]` float32. Framing uses `center=False` (frame `t`
 covers samples `[t * hop, t * hop + n_fft)`), so no frame is made of padding and a stream framed
 chunk by chunk (with `n_fft - hop` samples of overlap) gives the same frames as the whole
 utterance; `T = 1 + (n_samples - n_fft) // hop`.
+
+The "utterance" modes of CMN and VAD need the whole utterance; the "running" modes look only at
+frames up to the current one, so a stream's features can be computed as its audio arrives and
+still equal the offline ones (`gru_jax.infer.frontend` is that streaming front end).
 """
 
 from __future__ import annotations
@@ -11,15 +15,18 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import scipy.sparse
 
-from gru_jax.core.config import Config, config_hash
+from gru_jax.core.config import Config, config_hash, from_dict
 from gru_jax.data.audio import AudioError, load_audio
 
 FEATURE_KINDS = ("fbank", "mfcc")
+CMN_MODES = ("none", "utterance", "running")
+VAD_MODES = ("none", "utterance", "running")
 LOG_FLOOR = 1e-6  # added to mel power before the natural log, so digital silence stays finite
 CVN_FLOOR = 1e-8  # a constant feature column is left unscaled instead of divided by zero
 
@@ -38,10 +45,15 @@ class FeatureConfig(Config):
     fmin: float = 20.0
     fmax: float = 7600.0
     preemphasis: float = 0.97  # 0 disables
-    cmn: bool = True  # per-utterance mean normalisation
-    cvn: bool = False  # per-utterance variance normalisation (requires cmn)
-    vad: bool = False  # energy VAD: drop frames more than |vad_threshold_db| below the loudest
-    vad_threshold_db: float = -40.0  # dB relative to the utterance's loudest frame, < 0
+    # Mean normalisation over the kept frames: "utterance" (all of them) | "running" (the last
+    # `cmn_window`, the current one included) | "none".
+    cmn: str = "utterance"
+    cvn: bool = False  # also divide by the std over the same frames as the mean (requires cmn)
+    cmn_window: int = 300  # frames, for cmn="running"
+    # Energy VAD, dropping frames more than |vad_threshold_db| below the loudest frame of the
+    # utterance ("utterance") or so far, the current one included ("running"); or "none".
+    vad: str = "none"
+    vad_threshold_db: float = -40.0  # dB relative to the loudest frame, < 0
     min_duration_s: float = 0.5  # of audio kept after VAD
 
     def validate(self) -> None:
@@ -65,8 +77,14 @@ class FeatureConfig(Config):
             yield f"need 0 <= fmin < fmax <= sample_rate/2, got fmin={self.fmin}, fmax={self.fmax}"
         if not 0 <= self.preemphasis < 1:
             yield f"preemphasis must be in [0, 1), got {self.preemphasis}"
-        if self.cvn and not self.cmn:
+        if self.cmn not in CMN_MODES:
+            yield f"cmn must be one of {CMN_MODES}, got {self.cmn!r}"
+        if self.vad not in VAD_MODES:
+            yield f"vad must be one of {VAD_MODES}, got {self.vad!r}"
+        if self.cvn and self.cmn == "none":
             yield "cvn requires cmn (variance is normalised about the mean)"
+        if not self.cmn_window >= 1:
+            yield f"cmn_window must be >= 1, got {self.cmn_window}"
         if not self.vad_threshold_db < 0:
             yield f"vad_threshold_db must be < 0 (dB below the peak), got {self.vad_threshold_db}"
         if not self.min_duration_s >= 0:
@@ -88,6 +106,26 @@ class FeatureConfig(Config):
         return config_hash(self)
 
 
+def feature_config_from_dict(data: Mapping[str, Any], name: str | None = None) -> FeatureConfig:
+    """`from_dict` that also reads configs saved when `cmn` and `vad` were bools."""
+    return from_dict(FeatureConfig, upgrade_feature_dict(data), name)
+
+
+def upgrade_feature_dict(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A saved feature config with the bool `cmn`/`vad` of older versions named as modes.
+
+    Feature store manifests and checkpoints outlive the code that wrote them; their `True`
+    meant what "utterance" means now, so they still load (their hash differs from the one they
+    were saved with, so a store of them is rebuilt rather than silently reused). Separate from
+    `feature_config_from_dict` for saved config trees that are upgraded as plain dicts.
+    """
+    upgraded = dict(data)
+    for key in ("cmn", "vad"):
+        if isinstance(upgraded.get(key), bool):
+            upgraded[key] = "utterance" if upgraded[key] else "none"
+    return upgraded
+
+
 def compute_features(
     wave: np.ndarray, cfg: FeatureConfig, *, source: str = "<waveform>"
 ) -> np.ndarray:
@@ -96,8 +134,10 @@ def compute_features(
     Pipeline: pre-emphasis, power STFT, mel filterbank, `log(mel + 1e-6)` (fbank) or
     `mfcc(power_to_db(mel, top_db=None))` (no per-utterance dB clipping, so a chunk's features
     do not depend on the rest of the utterance), VAD, then CMVN over the kept frames only, so
-    dropped silence does not bias the statistics. Raises `AudioError(source, "too_short")` when
-    the wave is shorter than one frame or less than `min_duration_s` of it survives VAD.
+    dropped silence does not bias the statistics. With the "running" (or "none") modes of VAD
+    and CMN a frame depends only on the audio up to its end, so this is also the reference of
+    the streaming front end. Raises `AudioError(source, "too_short")` when the wave is shorter
+    than one frame or less than `min_duration_s` of it survives VAD.
     """
     import librosa  # deferred, like every librosa use here: FeatureConfig alone needs no audio stack
 
@@ -116,16 +156,17 @@ def compute_features(
         log_mel_db = librosa.power_to_db(mel, ref=1.0, top_db=None)
         feats = librosa.feature.mfcc(S=log_mel_db, n_mfcc=cfg.n_mfcc)
     feats = feats.T
-    if cfg.vad:
-        feats = feats[_voiced_frames(power.sum(axis=0), cfg.vad_threshold_db)]
+    if cfg.vad != "none":
+        running = cfg.vad == "running"
+        feats = feats[_voiced_frames(power.sum(axis=0), cfg.vad_threshold_db, running)]
     # The wave's duration times the fraction of frames kept: exactly the duration without VAD.
     kept_seconds = wave.shape[0] / cfg.sample_rate * feats.shape[0] / power.shape[1]
     if kept_seconds < cfg.min_duration_s:
-        after = " after VAD" if cfg.vad else ""
+        after = " after VAD" if cfg.vad != "none" else ""
         raise AudioError(
             source, "too_short", f"{kept_seconds:.2f} s{after}, minimum {cfg.min_duration_s} s"
         )
-    return np.ascontiguousarray(_normalise(feats, cfg.cmn, cfg.cvn), dtype=np.float32)
+    return np.ascontiguousarray(_normalise(feats, cfg), dtype=np.float32)
 
 
 def extract_features(
@@ -162,6 +203,12 @@ def _power_spectrogram(wave: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     return spec.real**2 + spec.imag**2
 
 
+def mel_filterbank(cfg: FeatureConfig) -> np.ndarray:
+    """The `[n_mels, n_fft // 2 + 1]` float32 filterbank `compute_features` applies, dense, for
+    front ends that compute the same features elsewhere (on an accelerator, chunk by chunk)."""
+    return _mel_basis(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax).toarray()
+
+
 @functools.lru_cache(maxsize=8)
 def _mel_basis(
     sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float
@@ -180,19 +227,51 @@ def _mel_basis(
     return scipy.sparse.csr_array(basis)
 
 
-def _voiced_frames(frame_energy: np.ndarray, threshold_db: float) -> np.ndarray:
-    """Frames within `threshold_db` of the loudest, by windowed energy after pre-emphasis.
+def _voiced_frames(frame_energy: np.ndarray, threshold_db: float, running: bool) -> np.ndarray:
+    """Frames within `threshold_db` of the loudest (so far, if `running`), by windowed energy
+    after pre-emphasis.
 
     Pre-emphasis tilts the energy towards the speech band, so low-frequency hum counts less.
     """
     energy_db = 10.0 * np.log10(frame_energy + 1e-20)
-    return energy_db >= energy_db.max() + threshold_db
+    peak = np.maximum.accumulate(energy_db) if running else energy_db.max()
+    return energy_db >= peak + threshold_db
 
 
-def _normalise(feats: np.ndarray, cmn: bool, cvn: bool) -> np.ndarray:
-    if not cmn:
+def _normalise(feats: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    if cfg.cmn == "none":
         return feats
+    if cfg.cmn == "running":
+        return _running_cmvn(feats, cfg.cmn_window, cfg.cvn)
     centred = feats - feats.mean(axis=0, keepdims=True)
-    if not cvn:
+    if not cfg.cvn:
         return centred
     return centred / np.maximum(centred.std(axis=0, keepdims=True), CVN_FLOOR)
+
+
+def _running_cmvn(feats: np.ndarray, window: int, cvn: bool) -> np.ndarray:
+    """Each frame normalised by the statistics of the last `window` frames, itself included.
+
+    Kaldi's `apply-cmvn-sliding --center=false`, but strictly causal (no look-ahead to a minimum
+    window at the start), so a stream never waits for frames it has not heard. Windowed sums are
+    differences of float64 prefix sums of the frames less their overall mean: the shift changes
+    no statistic but keeps the prefix sums small, so their differences keep the digits that count.
+    """
+    x = feats.astype(np.float64)
+    if len(x) == 0:
+        return x
+    x -= x.mean(axis=0)
+    ends = np.arange(1, len(x) + 1)
+    starts = np.maximum(ends - window, 0)
+    counts = (ends - starts)[:, None]
+    mean = _window_sums(x, starts, ends) / counts
+    centred = x - mean
+    if not cvn:
+        return centred
+    var = np.maximum(_window_sums(x * x, starts, ends) / counts - mean * mean, 0.0)
+    return centred / np.maximum(np.sqrt(var), CVN_FLOOR)
+
+
+def _window_sums(x: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    prefix = np.concatenate([np.zeros((1, x.shape[1])), np.cumsum(x, axis=0)])
+    return prefix[ends] - prefix[starts]

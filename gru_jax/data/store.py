@@ -31,7 +31,7 @@ from gru_jax.core import config as configs
 from gru_jax.core.files import atomic_write, atomic_write_json
 from gru_jax.data.corpora import Utterance
 from gru_jax.data.extraction import ExtractionReport, extract_many
-from gru_jax.data.features import FeatureConfig
+from gru_jax.data.features import FeatureConfig, feature_config_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class Store:
     def __init__(self, path: str | os.PathLike[str], manifest: dict[str, Any]):
         self.path = Path(path)
         self.manifest = manifest
-        self.feature_config = configs.from_dict(FeatureConfig, manifest["feature_config"])
+        self.feature_config = feature_config_from_dict(manifest["feature_config"])
         self.n_features = int(manifest["n_features"])
         ids, speakers, sessions, paths, shard, offset, lengths = [], [], [], [], [], [], []
         self._shards: list[np.ndarray] = []

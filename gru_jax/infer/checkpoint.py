@@ -21,7 +21,7 @@ from orbax.checkpoint import checkpoint_managers as policies
 
 from gru_jax.core.config import ConfigError, from_dict
 from gru_jax.core.rundir import RunDir
-from gru_jax.data.features import FeatureConfig
+from gru_jax.data.features import FeatureConfig, upgrade_feature_dict
 from gru_jax.nn.encoder import ModelConfig, init_params
 
 STATE, META = "state", "meta"
@@ -83,12 +83,16 @@ def upgrade_config(config: dict[str, Any]) -> dict[str, Any]:
     """A saved config dict in the current layout (runs written before sections existed had the
     feature config and training fields at the top level, and the input width in the model)."""
     if "features" not in config:
+        data = config.get("data", {})
+        if "features" in data:  # the bool cmn / vad of older feature configs
+            data = {**data, "features": upgrade_feature_dict(data["features"])}
+            return {**config, "data": data}
         return config
     old = dict(config)
     model = dict(old.pop("model"))
     model.pop("n_features", None)  # now the feature config's, not set twice
     spec_augment = {"enabled": bool(old.pop("spec_augment", False))}
-    data = {"features": old.pop("features")}
+    data = {"features": upgrade_feature_dict(old.pop("features"))}
     data.update({k: old.pop(k) for k in _FLAT_DATA_FIELDS if k in old})
     trainer = {k: old.pop(k) for k in _FLAT_TRAINER_FIELDS if k in old}
     return {**old, "data": data, "model": model, "spec_augment": spec_augment, "trainer": trainer}

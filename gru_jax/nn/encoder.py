@@ -121,22 +121,31 @@ class GRUWeights(nn.Module):
 
 
 class GRULayer(nn.Module):
-    """One (bi)directional GRU layer on time-major frames, with optional residual and LayerNorm."""
+    """One (bi)directional GRU layer on time-major frames, with optional residual and LayerNorm.
+
+    With `initial_state` (unidirectional layers only: a stream's state, see `nn.streaming`) the
+    layer continues from it and also returns its final state.
+    """
 
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, x: jax.Array, lengths: jax.Array) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, lengths: jax.Array, initial_state: jax.Array | None = None
+    ) -> jax.Array | tuple[jax.Array, jax.Array]:
         cfg = self.config
+        if initial_state is not None and cfg.bidirectional:
+            raise ValueError("a bidirectional layer cannot continue a stream (it reads ahead)")
         outputs = []
         for name, reverse in DIRECTIONS[: 2 if cfg.bidirectional else 1]:
             params = GRUWeights(x.shape[-1], cfg.hidden, name=name)()
-            ys, _ = gru_layer(
+            ys, h_last = gru_layer(
                 params,
                 x,
                 lengths,
                 reverse=reverse,
-                kernel=cfg.resolved_kernel,
+                initial_state=initial_state,
+                kernel="scan" if initial_state is not None else cfg.resolved_kernel,
                 projection=cfg.projection,
                 chunk=cfg.chunk,
                 unroll=cfg.unroll,
@@ -152,7 +161,7 @@ class GRULayer(nn.Module):
             y = y + (x if same_width else nn.Dense(y.shape[-1], use_bias=False, name="skip")(x))
         if cfg.layer_norm:
             y = nn.LayerNorm(name="norm")(y)
-        return y
+        return y if initial_state is None else (y, h_last)
 
 
 class SpeakerEncoder(nn.Module):

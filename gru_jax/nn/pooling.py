@@ -52,9 +52,14 @@ class AttentiveStatsPooling(nn.Module):
 
     attention_dim: int
 
-    @nn.compact
+    def setup(self) -> None:
+        self.attention = nn.Dense(self.attention_dim)
+        self.score = nn.Dense(1, use_bias=False)
+
+    def scores(self, frames: jax.Array) -> jax.Array:
+        """e_t for frames [..., D] -> [...] (a stream pools with these, see `nn.streaming`)."""
+        return self.score(jnp.tanh(self.attention(frames)))[..., 0]
+
     def __call__(self, frames: jax.Array, valid: jax.Array) -> jax.Array:
-        hidden = jnp.tanh(nn.Dense(self.attention_dim, name="attention")(frames))
-        scores = nn.Dense(1, use_bias=False, name="score")(hidden)[..., 0]
-        weights = jax.nn.softmax(jnp.where(valid, scores, -jnp.inf), axis=0)
+        weights = jax.nn.softmax(jnp.where(valid, self.scores(frames), -jnp.inf), axis=0)
         return jnp.concatenate(weighted_mean_std(frames, weights), axis=-1)

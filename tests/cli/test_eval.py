@@ -13,7 +13,7 @@ import pytest
 from gru_jax.cli.eval import main
 from gru_jax.eval import metrics as scoring
 from gru_jax.eval.database import enroll, open_database, verify
-from gru_jax.infer.export import load_kaldi, load_npz, speaker_vectors
+from gru_jax.infer.export import XVECTOR_DIR_FILES, load_kaldi, load_npz, speaker_vectors
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -132,14 +132,117 @@ def test_embed_writes_npz_and_kaldi_speaker_vectors(run, tmp_path, capsys):
         "--no-progress",
     ])  # fmt: skip
     assert code == 0
-    assert "wrote 6 speaker embeddings (dim 32)" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "wrote 6 speaker embeddings (dim 32)" in out_text
     ids, vectors = load_npz(run.eval_dir / "embeddings.npz")
     with np.load(run.eval_dir / "embeddings.npz") as data:
         speakers = data["speakers"]
     enrolled = {line.split()[1].rsplit(".", 1)[0] for line in
                 run.corpus.enroll_list.read_text().splitlines()}  # fmt: skip
     keep = np.array([i in enrolled for i in ids.tolist()])
-    names, means, _ = speaker_vectors(vectors[keep], speakers[keep])
+    names, means, counts = speaker_vectors(vectors[keep], speakers[keep])
     for loaded_ids, loaded in (load_npz(out), load_kaldi(tmp_path / "spk.scp")):
         assert loaded_ids.tolist() == names.tolist()
         np.testing.assert_allclose(loaded, means, rtol=1e-5, atol=1e-6)
+    # the Kaldi tables beside the ark: VoxCeleb ids (speaker/session/n) need no note
+    assert (tmp_path / "utt2spk").read_text() == "".join(
+        f"{u} {s}\n" for u, s in zip(ids[keep].tolist(), speakers[keep].tolist(), strict=True)
+    )
+    assert (tmp_path / "num_utts.ark").read_text() == "".join(
+        f"{n} {c} \n" for n, c in zip(names.tolist(), counts.tolist(), strict=True)
+    )
+    assert len((tmp_path / "spk2utt").read_text().splitlines()) == 6
+    assert "note:" not in out_text
+
+
+def kaldi_data_dir(run, root: Path, group, prefixed: bool = True) -> dict[str, tuple[str, str]]:
+    """A Kaldi data dir of the enrolment files; `group` names each file's Kaldi speaker, which
+    starts its utterance ids when `prefixed` (Kaldi's convention).
+
+    Returns Kaldi utterance id -> (Kaldi speaker, the utterance's id in run.corpus).
+    """
+    root.mkdir(parents=True)
+    table = {}
+    for n, line in enumerate(run.corpus.enroll_list.read_text().splitlines()):
+        speaker, rel = line.split()
+        kaldi_speaker = group(speaker, n)
+        utt = f"{kaldi_speaker if prefixed else 'utt'}-{n:03d}"
+        table[utt] = (kaldi_speaker, str(run.corpus.wav_dir / rel))
+    unsorted = sorted(table, reverse=True)  # the reader must not need sorted files
+    (root / "wav.scp").write_text("".join(f"{u} {table[u][1]}\n" for u in unsorted))
+    (root / "utt2spk").write_text("".join(f"{u} {table[u][0]}\n" for u in unsorted))
+    relpath = {u: Path(p).relative_to(run.corpus.wav_dir).with_suffix("").as_posix()
+               for u, (_, p) in table.items()}  # fmt: skip
+    return {u: (spk, relpath[u]) for u, (spk, _) in table.items()}
+
+
+def embed_command(run, data: Path, store: Path) -> list[str]:
+    return ["embed", "--checkpoint", str(run.run_dir), "--data", str(data),
+            "--store-dir", str(store), "--workers", "1", "--no-progress"]  # fmt: skip
+
+
+def test_embed_xvector_dir_honours_a_kaldi_data_dirs_utt2spk(run, tmp_path, capsys):
+    # two corpus speakers per Kaldi speaker: the speaker vectors must follow utt2spk, not folders
+    order = sorted({line.split()[0] for line in run.corpus.enroll_list.read_text().splitlines()})
+    data = tmp_path / "data" / "enroll"
+    table = kaldi_data_dir(run, data, lambda speaker, _: f"g{order.index(speaker) // 2}")
+    out = tmp_path / "exp" / "xvectors_enroll"
+    common = embed_command(run, data, tmp_path / "store")
+    assert main([*common, "--xvector-dir", str(out)]) == 0
+    text = capsys.readouterr().out
+    n = len(table)
+    assert f"wrote {n} utterance and 3 speaker embeddings (dim 32) to {out}" in text, text
+    assert "note:" not in text  # g0-000 style ids: speakers are prefixes of their utterances
+    assert sorted(p.name for p in out.iterdir()) == sorted(XVECTOR_DIR_FILES)
+    utts = sorted(table)
+    assert (out / "utt2spk").read_text() == "".join(f"{u} {table[u][0]}\n" for u in utts)
+    assert (out / "spk2utt").read_text() == "".join(
+        f"{g} {' '.join(u for u in utts if table[u][0] == g)}\n" for g in ("g0", "g1", "g2")
+    )
+    assert (out / "num_utts.ark").read_text() == "".join(
+        f"{g} {sum(spk == g for spk, _ in table.values())} \n" for g in ("g0", "g1", "g2")
+    )
+    # the same vectors as the evaluation's (same audio, same checkpoint), now keyed by Kaldi ids
+    eval_ids, eval_vectors = load_npz(run.eval_dir / "embeddings.npz")
+    row = {utt: i for i, utt in enumerate(eval_ids.tolist())}
+    expected = eval_vectors[[row[table[u][1]] for u in utts]]
+    ids, vectors = load_kaldi(out / "xvector.scp")
+    assert ids.tolist() == utts
+    np.testing.assert_allclose(vectors, expected, rtol=1e-5, atol=1e-6)
+    names, means, _ = speaker_vectors(expected, [table[u][0] for u in utts])
+    spk_ids, spk_vectors = load_kaldi(out / "spk_xvector.scp")
+    assert spk_ids.tolist() == names.tolist() == ["g0", "g1", "g2"]
+    np.testing.assert_allclose(spk_vectors, means, rtol=1e-5, atol=1e-6)
+
+
+def test_embed_kaldi_tables_beside_outputs_and_user_errors(run, tmp_path, capsys):
+    # speakers that are not prefixes of their utterance ids: utt-000 by a, utt-001 by b, ...
+    data = tmp_path / "data"
+    table = kaldi_data_dir(run, data, lambda _, n: "ab"[n % 2], prefixed=False)
+    common = embed_command(run, data, tmp_path / "store")
+    out = tmp_path / "out"
+    assert main([*common, "--ark", str(out / "spk.ark"), "--speaker-level"]) == 0
+    text = capsys.readouterr().out
+    assert f"wrote utt2spk, spk2utt, num_utts.ark to {out}" in text
+    assert "note: utterance" in text and "validate_data_dir.sh" in text  # reported, not renamed
+    assert (out / "utt2spk").read_text() == "".join(f"{u} {table[u][0]}\n" for u in sorted(table))
+    assert load_kaldi(out / "spk.scp")[0].tolist() == ["a", "b"]
+    # npz only, into the Kaldi data dir itself: the vectors, but never its own utt2spk replaced
+    utt2spk = (data / "utt2spk").read_text()
+    assert main([*common, "--out", str(data / "emb.npz")]) == 0
+    assert "utt2spk/spk2utt not written" in capsys.readouterr().out
+    assert (data / "utt2spk").read_text() == utt2spk and not (data / "spk2utt").exists()
+    assert load_npz(data / "emb.npz")[0].tolist() == sorted(table)
+    # refused before any embedding work, exit 2 with a message
+    for args, message in (
+        (["--xvector-dir", str(data)], "is a Kaldi data dir"),
+        (["--xvector-dir", str(out), "--ark", str(out / "xvector.ark")], "writes"),
+        (["--xvector-dir", str(out), "--data", str(tmp_path / "nowhere")], "nowhere"),
+    ):
+        assert main([*common, *args]) == 2
+        assert message in capsys.readouterr().err
+    audio = table[sorted(table)[0]]
+    wav = str(run.corpus.wav_dir / f"{audio[1]}.wav")
+    assert main(["embed", "--checkpoint", str(run.run_dir), "--xvector-dir", str(out), wav]) == 2
+    assert "need a corpus (--data)" in capsys.readouterr().err
+    assert not (data / "xvector.scp").exists() and not (out / "xvector.scp").exists()

@@ -74,7 +74,7 @@ def test_extract_many_in_process_reports_skips(mixed_items, caplog, capsys):
 
 def test_extract_many_two_workers_equals_one(mixed_items):
     items, bad = mixed_items
-    cfg = FeatureConfig(kind="mfcc", vad=True)
+    cfg = FeatureConfig(kind="mfcc", vad="utterance")
     one, two = ExtractionReport(), ExtractionReport()
     serial = list(extract_many(items, cfg, workers=1, progress=False, report=one))
     parallel = list(extract_many(items, cfg, workers=2, progress=False, report=two))

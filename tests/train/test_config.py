@@ -21,7 +21,7 @@ def test_every_preset_is_valid_and_round_trips(name):
 
 
 @pytest.mark.parametrize(
-    "field", ["model.residual", "model.bidirectional", "model.layer_norm", "data.features.vad"]
+    "field", ["model.residual", "model.bidirectional", "model.layer_norm", "spec_augment.enabled"]
 )
 def test_set_false_switches_a_bool_off(field):
     on = with_overrides(tiny_config(), {field: "true"})
