@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -49,6 +50,38 @@ def training_devices(batch_size: int) -> list | None:
         return None
     usable = max(n for n in range(1, len(devices) + 1) if batch_size % n == 0)
     return devices[:usable]
+
+
+def add_distributed_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "several processes (jax.distributed)",
+        "one process per host (or per GPU); every process runs the same command. "
+        "Also from $GRU_JAX_COORDINATOR, $GRU_JAX_NUM_PROCESSES, $GRU_JAX_PROCESS_ID.",
+    )
+    group.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join the other processes, found by JAX itself (TPU pod slices, Slurm, Kubernetes)",
+    )
+    group.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
+    group.add_argument("--num-processes", type=int, metavar="N")
+    group.add_argument("--process-id", type=int, metavar="I", help="this process, 0 to N-1")
+
+
+def wants_distributed(args: argparse.Namespace) -> bool:
+    explicit = (args.coordinator, args.num_processes, args.process_id)
+    from_env = any(os.environ.get(name) for name in _DISTRIBUTED_ENV)
+    return bool(args.distributed or any(v is not None for v in explicit) or from_env)
+
+
+def start_distributed(args: argparse.Namespace) -> None:
+    """Join the run's processes (before anything touches a device)."""
+    from gru_jax.infer.distributed import initialize
+
+    initialize(args.coordinator, args.num_processes, args.process_id, cpu=True)
+
+
+_DISTRIBUTED_ENV = ("GRU_JAX_COORDINATOR", "GRU_JAX_NUM_PROCESSES", "GRU_JAX_PROCESS_ID")
 
 
 def setup_logging(verbose: bool = False) -> None:

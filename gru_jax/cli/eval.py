@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gru_jax.cli import stream as stream_cli
-from gru_jax.cli.common import EXIT_USER_ERROR, guarded, setup_logging, use_every_cpu_core
+from gru_jax.cli.common import (
+    EXIT_USER_ERROR,
+    add_distributed_arguments,
+    guarded,
+    setup_logging,
+    start_distributed,
+    use_every_cpu_core,
+    wants_distributed,
+)
 from gru_jax.core.config import ConfigError
 from gru_jax.core.rundir import RunDir
 
@@ -138,6 +146,7 @@ def parser() -> argparse.ArgumentParser:
         help="output directory (default: RUN/eval, where verify finds the calibrated threshold)",
     )
     _feature_options(ev)
+    add_distributed_arguments(ev)
 
     en = subs.add_parser(
         "enroll",
@@ -213,6 +222,7 @@ def parser() -> argparse.ArgumentParser:
         "spk2utt, num_utts.ark",
     )
     _feature_options(em)
+    add_distributed_arguments(em)
     stream_cli.add_parsers(subs, _common)
     return top
 
@@ -227,7 +237,10 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["evaluate", *argv]
     args = top.parse_args(argv)
     setup_logging(args.verbose)
-    use_every_cpu_core()
+    if hasattr(args, "distributed") and wants_distributed(args):
+        start_distributed(args)  # evaluate and embed: every process embeds its part
+    else:
+        use_every_cpu_core()
     handlers = {
         "evaluate": _evaluate,
         "enroll": _enroll,
@@ -284,6 +297,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         workers=args.workers,
         progress=not args.no_progress,
     )
+    from gru_jax.infer.distributed import is_main
+
+    if not is_main():
+        return EXIT_OK
     out = Path(args.out) if args.out else RunDir(results["checkpoint"]["run_dir"]).eval
     print(format_report(results))
     print(f"\nresults.json, plots (det*.png, scores*.png), scores*.txt, embeddings.npz: {out}")
@@ -391,6 +408,10 @@ def _embed(args: argparse.Namespace) -> int:
     else:
         utt_ids = [utt_id_from_relpath(a) for a in args.audio]
         utt_vectors, speakers = model.embed_files(args.audio), None
+    from gru_jax.infer.distributed import is_main
+
+    if not is_main():  # every process has the vectors; one writes them
+        return EXIT_OK
     ids, vectors = utt_ids, utt_vectors
     extra = {} if speakers is None else {"speakers": speakers}
     level = "utterance"

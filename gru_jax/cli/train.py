@@ -7,11 +7,14 @@ import logging
 from pathlib import Path
 
 from gru_jax.cli.common import (
+    add_distributed_arguments,
     guarded,
     parse_overrides,
     setup_logging,
+    start_distributed,
     training_devices,
     use_every_cpu_core,
+    wants_distributed,
 )
 from gru_jax.core.config import ConfigError
 from gru_jax.core.rundir import RunDir
@@ -25,7 +28,9 @@ def parser() -> argparse.ArgumentParser:
         description="Train a GRU speaker-embedding model. With no --data, the synthetic demo corpus "
         "is generated (under --demo-dir) and used.",
     )
-    p.add_argument("--preset", default="demo", help="demo (default) or voxceleb")
+    p.add_argument(
+        "--preset", default="demo", help="demo (default), voxceleb, librispeech or cnceleb"
+    )
     p.add_argument(
         "--data",
         help="corpus: VoxCeleb dir, LibriSpeech dir, Kaldi data dir, "
@@ -71,11 +76,7 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="refuse to resume: fail if --out already holds checkpoints",
     )
-    p.add_argument(
-        "--distributed",
-        action="store_true",
-        help="call jax.distributed.initialize() first (multi-host: TPU pods, SLURM, ...)",
-    )
+    add_distributed_arguments(p)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -107,11 +108,11 @@ def _split(args: argparse.Namespace, data_path: str) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     log = logging.getLogger("train")
-    per_core = not args.distributed and use_every_cpu_core()
-    import jax
-
-    if args.distributed:
-        jax.distributed.initialize()
+    distributed = wants_distributed(args)
+    per_core = not distributed and use_every_cpu_core()
+    if distributed:
+        start_distributed(args)
+    from gru_jax.infer.distributed import barrier, is_main
     from gru_jax.train.run import CorpusSource, train
 
     cfg = config_from_args(args)
@@ -120,7 +121,10 @@ def run(args: argparse.Namespace) -> int:
         from gru_jax.synth import make_corpus
 
         log.info("no --data: using the synthetic demo corpus in %s", args.demo_dir)
-        info = make_corpus(args.demo_dir, progress=not args.no_progress, **DEMO_CORPUS)
+        if is_main():  # one writer; the others read it once it is there (a shared filesystem)
+            make_corpus(args.demo_dir, progress=not args.no_progress, **DEMO_CORPUS)
+        barrier("demo corpus")
+        info = make_corpus(args.demo_dir, progress=False, **DEMO_CORPUS)  # re-used as it is
         data_path, list_file = str(info.wav_dir), str(info.train_list)
     out = Path(args.out or f"runs/{args.preset}")
     if args.fresh and RunDir(out).has_checkpoints():
@@ -140,6 +144,8 @@ def run(args: argparse.Namespace) -> int:
         rebuild=args.rebuild_features,
     )
     result = train(cfg, source, out, progress=not args.no_progress, devices=devices)
+    if not is_main():
+        return 0
     eer = "n/a" if result.best_val_eer is None else f"{100 * result.best_val_eer:.2f}%"
     print(
         f"\ntrained {result.step} steps in {result.wall_s:.0f} s "

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
+
+from etils import epath
+
+from gru_jax.core.rundir import is_remote
 
 Writer = Callable[[IO[bytes]], None]
 
@@ -18,7 +23,16 @@ def atomic_write(path: str | os.PathLike[str], content: bytes | str | Writer) ->
     The data goes to a uniquely named temporary file beside `path`, is flushed to disk, then
     renamed over `path`. A failure at any point (inside a writer function too) leaves an existing
     `path` untouched and no temporary file behind; concurrent writers never share a temporary file.
+    A bucket path (gs://...) is written as one object, which object stores replace atomically.
     """
+    if is_remote(path):
+        buffer = io.BytesIO()
+        if callable(content):
+            content(buffer)
+        else:
+            buffer.write(content.encode() if isinstance(content, str) else content)
+        epath.Path(os.fspath(path)).write_bytes(buffer.getvalue())
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

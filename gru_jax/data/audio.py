@@ -8,6 +8,7 @@ NaNs and silence.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
@@ -16,6 +17,13 @@ AUDIO_REASONS = ("missing", "unreadable", "empty", "non_finite", "silent", "too_
 # A file whose peak is below -80 dBFS carries no usable speech: 16-bit PCM with only a few LSBs of
 # dither or DC noise (1 LSB = 3e-5) lands here, as does digital silence.
 SILENCE_PEAK = 1e-4
+
+# Read with soundfile only: libsndfile is the reference decoder for these, so a file it rejects is
+# damaged, and its message says how.
+SOUNDFILE_ONLY = (".wav", ".flac", ".ogg")
+# Read with PyAV only: containers libsndfile cannot open (asking it first only adds a misleading
+# message, and its MP3 probe prints warnings about random bytes).
+PYAV_ONLY = (".m4a", ".mp4", ".aac", ".webm", ".mka", ".mkv", ".opus", ".wma")
 
 
 class AudioError(ValueError):
@@ -42,10 +50,13 @@ def load_audio(
     start: float | None = None,
     end: float | None = None,
 ) -> np.ndarray:
-    """Read `path` (wav/flac/ogg/... via soundfile) as float32 mono in [-1, 1] at `sample_rate`.
+    """Read `path` as float32 mono in [-1, 1] at `sample_rate`.
 
-    `start`/`end` are seconds; only that segment is read, at the file's native rate, so long
-    recordings with a segments list are not decoded whole. Multi-channel audio is averaged;
+    .wav/.flac/.ogg (and whatever else libsndfile opens) are read with soundfile; what it cannot
+    open, such as VoxCeleb2's .m4a (AAC), is decoded in-process with PyAV (FFmpeg's libraries),
+    so no converted copy of a corpus and no ffmpeg subprocess is needed. `start`/`end` are
+    seconds; only that segment is read, at the file's native rate, so long recordings with a
+    segments list are not decoded whole. Multi-channel audio is averaged;
     another native rate is resampled with soxr_hq. Float files that exceed full scale (and
     resampling overshoot) are clipped to [-1, 1].
     """
@@ -82,7 +93,33 @@ def _check_segment_bounds(start: float | None, end: float | None) -> None:
 
 
 def _read_segment(path: str, start: float | None, end: float | None) -> tuple[np.ndarray, int]:
-    """Samples [frames, channels] float32 and the native rate; decoder failures are `unreadable`."""
+    """Samples [frames, channels] float32 and the native rate; decoder failures are `unreadable`.
+
+    Each file goes to the decoder made for it (`SOUNDFILE_ONLY`, `PYAV_ONLY`); a file of any
+    other extension is tried with soundfile first (exact and fast for what it reads, and read as
+    it always was), then with PyAV.
+    """
+    extension = os.path.splitext(path)[1].lower()
+    if extension in SOUNDFILE_ONLY:
+        return _read_with_soundfile(path, start, end)
+    if extension in PYAV_ONLY:
+        return _read_with_pyav(path, start, end)
+    try:
+        return _read_with_soundfile(path, start, end)
+    except AudioError as soundfile_error:
+        try:
+            return _read_with_pyav(path, start, end)
+        except AudioError as pyav_error:
+            raise AudioError(
+                path,
+                "unreadable",
+                f"soundfile: {soundfile_error.detail}; PyAV: {pyav_error.detail}",
+            ) from pyav_error
+
+
+def _read_with_soundfile(
+    path: str, start: float | None, end: float | None
+) -> tuple[np.ndarray, int]:
     import soundfile as sf  # deferred: model-only users (serving, GPU hosts) need no audio stack
 
     try:
@@ -98,3 +135,93 @@ def _read_segment(path: str, start: float | None, end: float | None) -> tuple[np
     except (sf.SoundFileError, OSError) as e:
         raise AudioError(path, "unreadable", str(e)) from e
     return data, rate
+
+
+# Seconds decoded before a segment's start after a seek, and thrown away: a lapped-transform
+# codec (AAC, Vorbis, Opus) needs the frame before a sample to reconstruct it, and the first frame
+# after a seek has no predecessor. 0.25 s covers two 2048-sample AAC frames at 16 kHz.
+SEEK_PREROLL_S = 0.25
+
+
+def _read_with_pyav(path: str, start: float | None, end: float | None) -> tuple[np.ndarray, int]:
+    import av  # deferred like soundfile; only containers libsndfile cannot open need it
+
+    try:
+        with av.open(path, metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise AudioError(path, "unreadable", "no audio stream in the container")
+            stream = container.streams.audio[0]
+            seeked = _decode_span(container, stream, start, end, seek=True)
+            if seeked is not None:
+                return seeked
+            container.seek(0)  # a demuxer that loses timestamps after a seek: decode from 0
+            decoded = _decode_span(container, stream, start, end, seek=False)
+            assert decoded is not None  # positions are counted, never unknown, without a seek
+            return decoded
+    except av.error.FFmpegError as e:
+        raise AudioError(path, "unreadable", str(e)) from e
+
+
+def _decode_span(
+    container: Any, stream: Any, start: float | None, end: float | None, seek: bool
+) -> tuple[np.ndarray, int] | None:
+    """The samples of [start, end) at the stream's rate, placed by each frame's timestamp (a
+    count of samples when frames carry none); None when a seek left the positions unknown."""
+    rate = stream.codec_context.sample_rate or stream.rate
+    first = round(start * rate) if start is not None else 0
+    last = round(end * rate) if end is not None else None
+    declared = _declared_samples(container, stream, rate)
+    if declared is not None:  # AAC pads the last frame; the container knows the true length
+        last = declared if last is None else min(last, declared)
+    seek_to = first - round(SEEK_PREROLL_S * rate)
+    sought = seek and seek_to > 0 and stream.time_base is not None
+    if sought:
+        container.seek(int(seek_to / rate / stream.time_base), stream=stream, backward=True)
+    pieces: list[np.ndarray] = []
+    channels = 1
+    position = 0
+    for frame in container.decode(stream):
+        time_base = frame.time_base or stream.time_base
+        if frame.pts is not None and time_base is not None:
+            position = round(frame.pts * time_base * rate)
+        elif sought:
+            return None
+        samples = _frame_samples(frame)
+        channels = samples.shape[1]
+        lo, hi = max(first - position, 0), samples.shape[0]
+        if last is not None:
+            hi = min(hi, last - position)
+        if hi > lo:
+            pieces.append(samples[lo:hi])
+        position += samples.shape[0]
+        if last is not None and position >= last:
+            break
+    if not pieces:
+        return np.zeros((0, channels), np.float32), rate
+    return np.concatenate(pieces), rate
+
+
+def _declared_samples(container: Any, stream: Any, rate: int) -> int | None:
+    """The exact length MP4/M4A records (its edit list drops the encoder's padding); other
+    containers' durations may be estimates from the bit rate, which could cut real audio."""
+    if "mp4" not in container.format.name.split(","):
+        return None
+    if stream.duration is None or stream.time_base is None:
+        return None
+    return round(stream.duration * stream.time_base * rate)
+
+
+# Integer sample formats and the value of full scale.
+_FULL_SCALE = {np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31}
+
+
+def _frame_samples(frame: Any) -> np.ndarray:
+    """A decoded frame as [samples, channels] float32 in [-1, 1], whatever its sample format."""
+    channels = len(frame.layout.channels)
+    data = frame.to_ndarray()
+    data = data if frame.format.is_planar else data.reshape(-1, channels).T
+    if data.dtype == np.uint8:
+        return ((data.T.astype(np.float32) - 128.0) / 128.0).copy()
+    scale = _FULL_SCALE.get(data.dtype)
+    data = data.T.astype(np.float32)
+    return data / np.float32(scale) if scale is not None else np.ascontiguousarray(data)

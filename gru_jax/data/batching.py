@@ -78,7 +78,8 @@ class CropBatches:
 
     Crops are `crop_frames` long; a shorter utterance is used whole, zero padded, and `lengths` says
     so. Utterances shorter than `min_frames` (default 1) are dropped up front and counted in
-    `n_excluded`. `labels[j]` is the class of `indices[j]`.
+    `n_excluded`. `labels[j]` is the class of `indices[j]`. `part` (a corpus split over processes,
+    see `PartitionedBatches`) gives each part its own random streams.
     """
 
     def __init__(
@@ -91,6 +92,7 @@ class CropBatches:
         min_frames: int | None = None,
         seed: int = 0,
         speakers_per_batch: int | None = None,
+        part: int | None = None,
     ):
         indices = np.asarray(indices, np.int64)
         labels = np.asarray(labels, np.int32)
@@ -111,6 +113,7 @@ class CropBatches:
         self.batch_size = batch_size
         self.crop_frames = crop_frames
         self.seed = seed
+        self._keys = (seed,) if part is None else (seed, part)
         self.speakers_per_batch = speakers_per_batch
         self._lengths = source.lengths[self.indices]
         self._permutation_cache: tuple[int, np.ndarray] | None = None
@@ -147,7 +150,7 @@ class CropBatches:
     def _permutation(self, epoch: int) -> np.ndarray:
         cached = self._permutation_cache  # one read: safe with several prefetch threads
         if cached is None or cached[0] != epoch:
-            rng = np.random.default_rng([self.seed, _PERMUTATION_STREAM, epoch])
+            rng = np.random.default_rng([*self._keys, _PERMUTATION_STREAM, epoch])
             cached = (epoch, rng.permutation(len(self.indices)))
             self._permutation_cache = cached
         return cached[1]
@@ -166,18 +169,11 @@ class CropBatches:
             rows.append(self._by_speaker[self._speaker_start[s] + picks])
         return np.concatenate(rows)
 
-    def batch(self, step: int, part: tuple[int, int] = (0, 1)) -> Batch:
-        """Global batch `step`, or with ``part=(k, n)`` only its k-th of n equal row blocks.
-
-        A process of a multi-host run reads just its own block; the global batch (and so training)
-        is the same whatever the number of processes.
-        """
+    def batch(self, step: int) -> Batch:
+        """Batch `step` (a pure function of the seed, the part and `step`)."""
         if step < 0:
             raise ValueError(f"step must be >= 0, not {step}")
-        k, n_parts = part
-        if self.batch_size % n_parts or not 0 <= k < n_parts:
-            raise ValueError(f"cannot take part {k} of {n_parts} of a batch of {self.batch_size}")
-        rng = np.random.default_rng([self.seed, _STEP_STREAM, step])
+        rng = np.random.default_rng([*self._keys, _STEP_STREAM, step])
         if self.speakers_per_batch is None:
             rows = self._plain_rows(step)
         else:
@@ -185,8 +181,6 @@ class CropBatches:
         lengths = self._lengths[rows]
         crop = np.minimum(lengths, self.crop_frames)
         starts = rng.integers(0, lengths - crop + 1)
-        block = slice(k * len(rows) // n_parts, (k + 1) * len(rows) // n_parts)
-        rows, crop, starts = rows[block], crop[block], starts[block]
         out = _empty_batch(len(rows), self.crop_frames, self.source.n_features)
         out.lengths[:] = crop
         out.labels[:] = self.labels[rows]
@@ -201,6 +195,33 @@ class CropBatches:
 
     def __iter__(self) -> Iterator[Batch]:
         return self.iterate(0)
+
+
+class PartitionedBatches:
+    """The training stream of a corpus split into parts, one per process of a multi-host run.
+
+    Each part is read from its own feature store (a process extracts only its part, so no shared
+    filesystem is needed) and fills its own block of rows of every global batch, in part order,
+    which is the order of the processes' rows in the global batch. This object holds the parts
+    local to one process (or all of them, on one process with several devices: the same global
+    batches) and `batch(step)` returns their rows, concatenated.
+    """
+
+    def __init__(self, parts: list[CropBatches]):
+        if not parts:
+            raise ValueError("no data parts")
+        self.parts = parts
+
+    def batch(self, step: int) -> Batch:
+        batches = [part.batch(step) for part in self.parts]
+        if len(batches) == 1:
+            return batches[0]
+        return Batch(
+            feats=np.concatenate([b.feats for b in batches]),
+            lengths=np.concatenate([b.lengths for b in batches]),
+            labels=np.concatenate([b.labels for b in batches]),
+            index=np.concatenate([b.index for b in batches]),
+        )
 
 
 def padded_length(n_frames: int) -> int:

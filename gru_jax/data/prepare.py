@@ -1,4 +1,4 @@
-"""From a corpus path to what training needs: a feature store and a train/validation split.
+"""From a corpus path to what training needs: feature stores and a train/validation split.
 
 The store is cached under a directory keyed by the corpus location and the feature-config hash, so a
 second run on the same data reuses it and a different feature config never reads stale features.
@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from gru_jax.data.corpora import read_corpus
+from gru_jax.data.corpora import Utterance, read_corpus
 from gru_jax.data.features import FeatureConfig
 from gru_jax.data.store import Store, build_store
 
@@ -65,36 +66,130 @@ def prepare_store(
 
 
 @dataclass(frozen=True)
-class TrainingData:
+class DataPart:
+    """The rows of one feature store that training reads: one part of a corpus split over the
+    processes of a multi-host run (or the whole corpus)."""
+
+    index: int  # which part
     store: Store
-    class_names: tuple[str, ...]  # training speakers; class k is class_names[k]
     train_indices: np.ndarray  # store rows used for training
     train_labels: np.ndarray  # class of each train_indices row
     val_indices: np.ndarray  # store rows of the held-out validation speakers
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The training classes, and the parts of the corpus this process holds (of `n_parts`)."""
+
+    class_names: tuple[str, ...]  # training speakers; class k is class_names[k]
+    parts: tuple[DataPart, ...]
+    n_parts: int = 1
 
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
 
-    def store_speaker_codes(self, indices: np.ndarray) -> np.ndarray:
-        """Integer speaker codes (any speaker, not only training classes) for store rows."""
-        _, codes = np.unique(self.store.speakers[indices], return_inverse=True)
-        return codes.astype(np.int32)
+    @property
+    def only_part(self) -> DataPart:
+        if len(self.parts) != 1:
+            raise ValueError(f"this process holds {len(self.parts)} data parts, not one")
+        return self.parts[0]
+
+    @property
+    def store(self) -> Store:
+        return self.only_part.store
+
+    @property
+    def train_indices(self) -> np.ndarray:
+        return self.only_part.train_indices
+
+    @property
+    def train_labels(self) -> np.ndarray:
+        return self.only_part.train_labels
+
+    @property
+    def val_indices(self) -> np.ndarray:
+        return self.only_part.val_indices
+
+    @property
+    def n_val(self) -> int:
+        """Validation utterances held here (all parts)."""
+        return sum(len(p.val_indices) for p in self.parts)
 
 
-def split_speakers(store: Store, n_val_speakers: int, seed: int) -> TrainingData:
-    """Hold out `n_val_speakers` whole speakers (deterministic in `seed`); the rest are classes."""
-    speakers = np.unique(store.speakers)
+def hold_out_speakers(
+    speakers: Sequence[str], n_val_speakers: int, seed: int, where: str
+) -> tuple[tuple[str, ...], set[str]]:
+    """(training classes, held-out speakers): `n_val_speakers` whole speakers, deterministic in
+    `seed`; the rest are classes in sorted order."""
+    speakers = np.unique(np.asarray(speakers, dtype=str))
     if len(speakers) < n_val_speakers + 2:
         raise ValueError(
-            f"{store.path}: {len(speakers)} speakers is too few to hold out {n_val_speakers} for "
+            f"{where}: {len(speakers)} speakers is too few to hold out {n_val_speakers} for "
             "validation and train on the rest (need at least 2 training speakers)"
         )
     rng = np.random.default_rng([seed, 0x5EED])
     val = set(rng.choice(speakers, n_val_speakers, replace=False).tolist())
-    class_names = tuple(s for s in speakers.tolist() if s not in val)
+    return tuple(s for s in speakers.tolist() if s not in val), val
+
+
+def data_part(index: int, store: Store, class_names: Sequence[str], val: set[str]) -> DataPart:
     is_val = np.isin(store.speakers, list(val))
     train_indices = np.flatnonzero(~is_val)
     lookup = {s: k for k, s in enumerate(class_names)}
     train_labels = np.array([lookup[s] for s in store.speakers[train_indices]], dtype=np.int32)
-    return TrainingData(store, class_names, train_indices, train_labels, np.flatnonzero(is_val))
+    return DataPart(index, store, train_indices, train_labels, np.flatnonzero(is_val))
+
+
+def split_speakers(store: Store, n_val_speakers: int, seed: int) -> TrainingData:
+    """One store's training data: `n_val_speakers` of its speakers held out, the rest classes."""
+    class_names, val = hold_out_speakers(store.speakers, n_val_speakers, seed, str(store.path))
+    return TrainingData(class_names, (data_part(0, store, class_names, val),))
+
+
+def corpus_part(utterances: Sequence[Utterance], index: int, n_parts: int) -> list[Utterance]:
+    """Part `index` of `n_parts` of a corpus: every n-th utterance in id order, so each part has
+    some of every speaker's utterances (speaker-balanced batches need them)."""
+    ordered = sorted(utterances, key=lambda u: u.utt_id)
+    return ordered[index::n_parts]
+
+
+def prepare_parts(
+    data: str | os.PathLike[str],
+    cfg: FeatureConfig,
+    parts: Sequence[int],
+    n_parts: int,
+    n_val_speakers: int,
+    seed: int,
+    *,
+    list_file: str | None = None,
+    split: str | None = None,
+    store_dir: str | os.PathLike[str] | None = None,
+    workers: int | None = None,
+    rebuild: bool = False,
+    progress: bool = True,
+) -> TrainingData:
+    """The training data of `parts` of a corpus split into `n_parts`: each part's features are
+    extracted into its own store (a process builds only its own: no shared filesystem needed,
+    and no two processes write one store); the classes come from the whole corpus listing."""
+    utterances = read_corpus(str(data), list_file, split=split)
+    class_names, val = hold_out_speakers(
+        [u.speaker for u in utterances], n_val_speakers, seed, str(data)
+    )
+    base = Path(store_dir) if store_dir else store_dir_for(data, list_file, cfg, split=split)
+    sources = [str(data)] + ([str(list_file)] if list_file else [])
+    held = []
+    for index in parts:
+        store = build_store(
+            corpus_part(utterances, index, n_parts),
+            base / f"part{index}of{n_parts}"
+            if store_dir
+            else Path(f"{base}-part{index}of{n_parts}"),
+            cfg,
+            workers=workers,
+            rebuild=rebuild,
+            progress=progress,
+            sources=sources,
+        )
+        held.append(data_part(index, store, class_names, val))
+    return TrainingData(class_names, tuple(held), n_parts)

@@ -47,6 +47,7 @@ from gru_jax.data.corpora import (
 from gru_jax.data.store import StoreError, open_store
 from gru_jax.eval import metrics as scoring
 from gru_jax.eval import reports
+from gru_jax.infer.distributed import is_main
 from gru_jax.infer.export import save_npz
 from gru_jax.infer.model import EmbeddedCorpus, EmbeddingModel, default_store_dir, embed_utterances
 
@@ -352,10 +353,11 @@ def evaluate(
     if cohort_info:
         results["verification"]["asnorm"].update(cohort_info)
     results["calibration"] = calibration(results["verification"], far)
-    out.mkdir(parents=True, exist_ok=True)
-    save_npz(out / "embeddings.npz", corpus.ids, corpus.vectors, speakers=corpus.speakers)
-    write_score_reports(out, sets, results)
-    atomic_write_json(out / model.run.results.name, results)
+    if is_main():  # every process has the same results; one writes them
+        out.mkdir(parents=True, exist_ok=True)
+        save_npz(out / "embeddings.npz", corpus.ids, corpus.vectors, speakers=corpus.speakers)
+        write_score_reports(out, sets, results)
+        atomic_write_json(out / model.run.results.name, results)
     return results
 
 

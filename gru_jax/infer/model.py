@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,9 +23,10 @@ from gru_jax.core.rundir import RunDir
 from gru_jax.data.batching import FeatureSource
 from gru_jax.data.corpora import Utterance
 from gru_jax.data.features import FeatureConfig, extract_features
-from gru_jax.data.prepare import store_dir_for
+from gru_jax.data.prepare import corpus_part, store_dir_for
 from gru_jax.data.store import build_store
 from gru_jax.infer.checkpoint import TrainedEncoder, load_encoder
+from gru_jax.infer.distributed import gather_rows, gather_strings
 from gru_jax.infer.embedding import DEFAULT_MAX_FRAMES, Embedder
 from gru_jax.nn.mesh import data_mesh, replicated
 
@@ -133,8 +135,14 @@ def embed_utterances(
 ) -> EmbeddedCorpus:
     """Build (or reuse) the float32 feature store of `utterances`, then embed every utterance.
 
-    Utterances whose audio fails the checks are left out and counted in ``skipped``.
+    Utterances whose audio fails the checks are left out and counted in ``skipped``. On several
+    processes each extracts and embeds its own part (`data.prepare.corpus_part`, in a store of its
+    own) and every process gets the whole result, in utterance-id order as on one process.
     """
+    n_parts, index = jax.process_count(), jax.process_index()
+    if n_parts > 1:
+        utterances = corpus_part(utterances, index, n_parts)
+        store_dir = f"{store_dir}-part{index}of{n_parts}"
     store = build_store(
         utterances,
         store_dir,
@@ -145,11 +153,22 @@ def embed_utterances(
         sources=sources,
     )
     vectors = model.embed_source(store, progress=progress)
+    skipped = dict(store.manifest.get("skipped", {}))
+    if n_parts == 1:
+        return EmbeddedCorpus(
+            store.ids, store.speakers, store.durations_s(), vectors, skipped, store.path
+        )
+    ids = np.asarray(gather_strings(store.ids.tolist()))
+    order = np.argsort(ids)
+    totals: dict[str, int] = {}
+    for part in gather_strings([json.dumps(skipped)]):
+        for reason, count in json.loads(part).items():
+            totals[reason] = totals.get(reason, 0) + count
     return EmbeddedCorpus(
-        store.ids,
-        store.speakers,
-        store.durations_s(),
-        vectors,
-        dict(store.manifest.get("skipped", {})),
+        ids[order],
+        np.asarray(gather_strings(store.speakers.tolist()))[order],
+        gather_rows(store.durations_s())[order],
+        gather_rows(vectors)[order],
+        totals,
         store.path,
     )

@@ -85,6 +85,7 @@ class TrainerConfig(Config):
     val_trials: int = 2000
     max_bad_steps: int = 5  # stop after this many non-finite steps in a row
     eval_max_frames: int = 32_000  # frames per embedding batch during validation
+    prefetch_workers: int = 2  # threads reading crops ahead (raise for many devices per host)
 
     def validate(self) -> None:
         for f in dataclasses.fields(self):
@@ -104,6 +105,7 @@ RESUMABLE_CHANGES = frozenset(
         "trainer.keep_checkpoints",
         "trainer.max_bad_steps",
         "trainer.eval_max_frames",
+        "trainer.prefetch_workers",
     }
 )
 

@@ -21,14 +21,16 @@ from typing import Any
 
 import jax
 import numpy as np
+from etils import epath
 from tqdm.auto import tqdm
 
 from gru_jax.core import config as configs
 from gru_jax.core.files import atomic_write, atomic_write_jsonl
 from gru_jax.core.rundir import RunDir
-from gru_jax.data.batching import CropBatches, Prefetcher
+from gru_jax.data.batching import CropBatches, PartitionedBatches, Prefetcher
 from gru_jax.data.prepare import TrainingData
 from gru_jax.infer.checkpoint import checkpoint_manager, read_meta
+from gru_jax.infer.distributed import local_copy
 from gru_jax.infer.embedding import Embedder
 from gru_jax.nn.mesh import data_mesh, put_rows
 from gru_jax.train import checkpoint
@@ -54,26 +56,56 @@ class RunResult:
     run: RunDir
 
 
-def train_stream(cfg: TrainConfig, data: TrainingData) -> CropBatches:
-    """The run's batch stream: batch k is a pure function of (seed, k)."""
-    return CropBatches(
-        data.store,
-        data.train_indices,
-        data.train_labels,
-        cfg.trainer.batch_size,
-        crop_frames=cfg.data.crop_frames,
-        min_frames=cfg.data.min_frames,
-        seed=cfg.trainer.seed,
-        speakers_per_batch=cfg.data.speakers_per_batch or None,
+def train_stream(cfg: TrainConfig, data: TrainingData) -> PartitionedBatches:
+    """This process's rows of the run's batch stream: batch k is a pure function of (seed, k),
+    each data part filling its own block of every global batch."""
+    rows, remainder = divmod(cfg.trainer.batch_size, data.n_parts)
+    if remainder:
+        raise configs.ConfigError(
+            f"trainer.batch_size={cfg.trainer.batch_size} does not split into {data.n_parts} "
+            "data parts (one per process)"
+        )
+    if cfg.data.speakers_per_batch and data.n_parts > 1:
+        raise configs.ConfigError(
+            "speaker-balanced batches (data.speakers_per_batch, GE2E) draw each batch from one "
+            "store: train them in one process (any number of its devices)"
+        )
+    return PartitionedBatches(
+        [
+            CropBatches(
+                part.store,
+                part.train_indices,
+                part.train_labels,
+                rows,
+                crop_frames=cfg.data.crop_frames,
+                min_frames=cfg.data.min_frames,
+                seed=cfg.trainer.seed,
+                speakers_per_batch=cfg.data.speakers_per_batch or None,
+                part=None if data.n_parts == 1 else part.index,
+            )
+            for part in data.parts
+        ]
     )
 
 
-def _read_metrics(path: os.PathLike[str], up_to_step: int) -> list[dict[str, Any]]:
-    if not os.path.exists(path):
+def _read_metrics(path: epath.Path, up_to_step: int) -> list[dict[str, Any]]:
+    if not path.exists():
         return []
-    with open(path) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return [r for r in rows if r["step"] <= up_to_step]
+
+
+def _check_parts(data: TrainingData) -> None:
+    """On several processes, each holds exactly its own part (its rows of the global batch)."""
+    n_processes = jax.process_count()
+    if n_processes == 1:
+        return
+    held = [p.index for p in data.parts]
+    if data.n_parts != n_processes or held != [jax.process_index()]:
+        raise configs.ConfigError(
+            f"process {jax.process_index()} of {n_processes} holds data part(s) {held} of "
+            f"{data.n_parts}; each process must hold its own part (prepare_parts)"
+        )
 
 
 class Trainer:
@@ -91,6 +123,7 @@ class Trainer:
         self.data = data
         self.run = RunDir(run_dir)
         self.is_main = jax.process_index() == 0
+        _check_parts(data)
         self.progress = progress and self.is_main
         self.mesh = data_mesh(devices)
         self.manager = checkpoint_manager(self.run, keep=cfg.trainer.keep_checkpoints, create=True)
@@ -101,6 +134,12 @@ class Trainer:
             if saved_meta["class_names"] != list(data.class_names):
                 raise configs.ConfigError(
                     f"{self.run}: the training speakers differ from the checkpoint's"
+                )
+            saved_parts = saved_meta.get("data_position", {}).get("parts", 1)
+            if saved_parts != data.n_parts:
+                raise configs.ConfigError(
+                    f"{self.run} was trained with its data in {saved_parts} part(s), one per "
+                    f"process; resume it with {saved_parts} process(es), not {data.n_parts}"
                 )
         if cfg.trainer.batch_size % self.mesh.size:
             raise configs.ConfigError(
@@ -126,19 +165,27 @@ class Trainer:
             log.info("%s: resumed from step %d%s", self.run, int(state.step), moved)
         self.state = state
         self.stream = train_stream(cfg, data)
-        self.embedder = Embedder(cfg.model, self.mesh, max_frames=cfg.trainer.eval_max_frames)
+        # validation embeds each process's own utterances on its own devices, then gathers
+        local = [d for d in self.mesh.devices.flat if d.process_index == jax.process_index()]
+        self.embedder = Embedder(
+            cfg.model, data_mesh(local), max_frames=cfg.trainer.eval_max_frames
+        )
         self.history: list[dict[str, Any]] = []
 
     @property
     def validates(self) -> bool:
-        return self.cfg.data.val_speakers > 0 and len(self.data.val_indices) > 0
+        return self.cfg.data.val_speakers > 0
 
     def meta(self, step: int, val_eer: float | None) -> dict[str, Any]:
         return {
             "config": configs.to_dict(self.cfg),
             "class_names": list(self.data.class_names),
-            "data_position": {"step": step, "seed": self.cfg.trainer.seed},
-            "store": str(self.data.store.path),
+            "data_position": {
+                "step": step,
+                "seed": self.cfg.trainer.seed,
+                "parts": self.data.n_parts,
+            },
+            "store": str(self.data.parts[0].store.path),
             "feature_hash": self.cfg.data.features.hash(),
             "val_eer": val_eer,
             "best_val_eer": self.best_val_eer,
@@ -146,7 +193,7 @@ class Trainer:
         }
 
     def _batches(self, start: int, stop: int) -> Iterator[dict[str, jax.Array]]:
-        part = (jax.process_index(), jax.process_count())
+        workers = self.cfg.trainer.prefetch_workers
 
         def to_device(batch: Any) -> dict[str, jax.Array]:
             arrays = {
@@ -157,11 +204,11 @@ class Trainer:
             return put_rows(self.mesh, arrays)
 
         with Prefetcher(
-            lambda step: self.stream.batch(step, part),
+            self.stream.batch,
             start,
             stop,
-            depth=4,
-            workers=2,
+            depth=2 * workers,
+            workers=workers,
             transform=to_device,
         ) as batches:
             yield from batches
@@ -209,6 +256,7 @@ class Trainer:
                 self._stop_if_diverged(done)  # each cadence waits for the device anyway
                 if val_due:
                     last_val = self._validate(done)
+                if val_due and self.is_main:
                     bar.write(
                         f"step {done}: validation EER {100 * last_val:.2f}% "
                         f"(best {100 * self.best_val_eer:.2f}%)"
@@ -242,9 +290,8 @@ class Trainer:
 
     def _append_row(self, row: dict[str, Any]) -> None:
         self.history.append(row)
-        if self.is_main:
-            with open(self.run.metrics, "a") as f:
-                f.write(json.dumps(row) + "\n")
+        if self.is_main:  # rewritten whole: bucket paths cannot be appended to
+            atomic_write_jsonl(self.run.metrics, self.history)
 
     def _log(self, step: int, host: list[dict[str, Any]], fps: float) -> dict[str, Any]:
         """Metrics of the steps since the last log line -> one averaged metrics.jsonl row."""
@@ -269,9 +316,10 @@ class Trainer:
             )
 
     def _validate(self, step: int) -> float:
+        params = self.state.params["encoder"]
         val = validation_eer(
             self.embedder,
-            self.state.params["encoder"],
+            local_copy(params) if jax.process_count() > 1 else params,
             self.data,
             self.cfg.trainer.val_trials,
             self.cfg.trainer.seed,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import jax
 
 from gru_jax.core import config as configs
-from gru_jax.data.prepare import prepare_store, split_speakers
+from gru_jax.data.prepare import TrainingData, prepare_parts, prepare_store, split_speakers
 from gru_jax.train.config import TrainConfig
 from gru_jax.train.loop import RunResult, Trainer
 
@@ -28,6 +28,33 @@ class CorpusSource:
     rebuild: bool = False  # replace a store built with another feature config
 
 
+def training_data(cfg: TrainConfig, source: CorpusSource, progress: bool) -> TrainingData:
+    """One store and split on one process; this process's part of the corpus on several."""
+    options = dict(
+        list_file=source.list_file,
+        split=source.split,
+        store_dir=source.store_dir,
+        workers=source.workers,
+        rebuild=source.rebuild,
+        progress=progress and jax.process_index() == 0,
+    )
+    if jax.process_count() == 1:
+        store = prepare_store(source.path, cfg.data.features, **options)
+        log.info("%s", store)
+        return split_speakers(store, cfg.data.val_speakers, cfg.trainer.seed)
+    data = prepare_parts(
+        source.path,
+        cfg.data.features,
+        [jax.process_index()],
+        jax.process_count(),
+        cfg.data.val_speakers,
+        cfg.trainer.seed,
+        **options,
+    )
+    log.info("part %d of %d: %s", jax.process_index(), data.n_parts, data.parts[0].store)
+    return data
+
+
 def train(
     cfg: TrainConfig,
     source: CorpusSource,
@@ -36,27 +63,21 @@ def train(
     progress: bool = True,
     devices: list[jax.Device] | None = None,
 ) -> RunResult:
-    """Build (or reuse) the feature store, hold out validation speakers, train (or resume)."""
-    store = prepare_store(
-        source.path,
-        cfg.data.features,
-        list_file=source.list_file,
-        split=source.split,
-        store_dir=source.store_dir,
-        workers=source.workers,
-        rebuild=source.rebuild,
-        progress=progress,
-    )
-    log.info("%s", store)
-    data = split_speakers(store, cfg.data.val_speakers, cfg.trainer.seed)
+    """Build (or reuse) the feature store, hold out validation speakers, train (or resume).
+
+    On several processes each extracts and reads only its own part of the corpus
+    (`data.prepare.prepare_parts`): no shared filesystem is needed for features, and a process
+    never waits for another's extraction.
+    """
+    data = training_data(cfg, source, progress)
     n_devices = len(devices) if devices is not None else jax.device_count()
     log.info(
-        "%d training speakers (%d utterances), %d validation speakers (%d utterances); "
-        "%d %s device(s)",
+        "%d training speakers (%d utterances here), %d validation speakers (%d utterances "
+        "here); %d %s device(s)",
         data.n_classes,
-        len(data.train_indices),
+        sum(len(p.train_indices) for p in data.parts),
         cfg.data.val_speakers,
-        len(data.val_indices),
+        data.n_val,
         n_devices,
         jax.devices()[0].platform,
     )

@@ -8,6 +8,7 @@ import numpy as np
 
 from gru_jax.data.prepare import TrainingData
 from gru_jax.eval.metrics import cosine_scores, eer
+from gru_jax.infer.distributed import gather_rows, gather_strings
 from gru_jax.infer.embedding import Embedder
 
 
@@ -33,12 +34,28 @@ def sample_trials(labels: np.ndarray, n_trials: int, seed: int) -> tuple[np.ndar
     return np.asarray(first), np.asarray(second), target
 
 
+def validation_embeddings(
+    embedder: Embedder, encoder_params: Any, data: TrainingData
+) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings, speakers) of every held-out utterance of every process, in utterance-id
+    order, so the result does not depend on how the corpus is split over processes."""
+    ids, speakers, vectors = [], [], []
+    for part in data.parts:
+        ids += part.store.ids[part.val_indices].tolist()
+        speakers += part.store.speakers[part.val_indices].tolist()
+        vectors.append(embedder.embed_source(encoder_params, part.store, part.val_indices))
+    ids, speakers = gather_strings(ids), gather_strings(speakers)
+    vectors = gather_rows(np.concatenate(vectors))
+    order = np.argsort(np.asarray(ids))
+    return vectors[order], np.asarray(speakers)[order]
+
+
 def validation_eer(
     embedder: Embedder, encoder_params: Any, data: TrainingData, n_trials: int, seed: int
 ) -> float:
     """EER of `n_trials` sampled trials (a fixed sample for a seed) among the held-out speakers."""
-    emb = embedder.embed_source(encoder_params, data.store, data.val_indices)
-    labels = data.store_speaker_codes(data.val_indices)
+    emb, speakers = validation_embeddings(embedder, encoder_params, data)
+    labels = np.unique(speakers, return_inverse=True)[1].astype(np.int32)
     i, j, target = sample_trials(labels, n_trials, seed)
     scores = np.asarray(cosine_scores(emb, emb, i, j))
     return float(eer(scores, target)[0])

@@ -45,3 +45,22 @@ def test_concurrent_writers_never_share_a_temporary_file(tmp_path):
         t.join()
     assert target.read_text() in payloads
     assert os.listdir(tmp_path) == ["shared.txt"]
+
+
+def test_bucket_paths_are_written_whole_through_epath(monkeypatch):
+    written = {}
+
+    class FakePath:
+        def __init__(self, path):
+            self.path = path
+
+        def write_bytes(self, data):
+            written[self.path] = data
+
+    monkeypatch.setattr("gru_jax.core.files.epath.Path", FakePath)
+    atomic_write("gs://bucket/run/config.json", "{}")
+    atomic_write("gs://bucket/run/curves.png", lambda f: f.write(b"\x89PNG"))
+    assert written == {
+        "gs://bucket/run/config.json": b"{}",
+        "gs://bucket/run/curves.png": b"\x89PNG",
+    }

@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -168,3 +169,112 @@ def test_audio_error_is_a_value_error_and_pickles():
     assert set(AUDIO_REASONS) >= {"missing", "unreadable", "empty", "non_finite", "too_short"}
     with pytest.raises(ValueError, match="unknown AudioError reason"):
         AudioError("x.wav", "bad_reason")
+
+
+# --- containers soundfile cannot open (PyAV) ---------------------------------------------------
+
+
+def write_m4a(path, wave: np.ndarray, sr: int = SR) -> str:
+    """AAC in an MP4 container, as VoxCeleb2 ships it, encoded in-process with PyAV."""
+    import av
+
+    planar = np.ascontiguousarray(np.atleast_2d(wave.T).astype(np.float32))  # [channels, n]
+    layout = "mono" if planar.shape[0] == 1 else "stereo"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=sr, layout=layout)
+        for first in range(0, planar.shape[1], 1024):
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(planar[:, first : first + 1024]), format="fltp", layout=layout
+            )
+            frame.sample_rate, frame.pts = sr, first
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return str(path)
+
+
+def speech_like(seconds: float, sr: int = SR) -> np.ndarray:
+    """A modulated harmonic tone with a little noise: broadband enough that AAC keeps its shape."""
+    t = np.arange(round(seconds * sr)) / sr
+    voiced = sum(np.sin(2 * np.pi * 180 * k * t) / k for k in range(1, 6))
+    noise = np.random.default_rng(0).standard_normal(len(t)) * 0.02
+    return (0.25 * voiced * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t)) + noise).astype(np.float32)
+
+
+def test_m4a_decodes_like_its_source(tmp_path):
+    wave = speech_like(1.3)
+    source = load_audio(write(tmp_path / "a.wav", wave, subtype="FLOAT"))
+    decoded = load_audio(write_m4a(tmp_path / "a.m4a", wave))
+    assert decoded.dtype == np.float32 and decoded.ndim == 1
+    assert abs(len(decoded) - len(source)) <= 1024  # within one AAC frame
+    n = min(len(decoded), len(source))
+    assert np.corrcoef(decoded[:n], source[:n])[0, 1] > 0.9  # aligned: no encoder delay left
+
+
+def test_m4a_segment_is_that_span_of_the_whole_file(tmp_path):
+    path = write_m4a(tmp_path / "seg.m4a", speech_like(2.0))
+    whole = load_audio(path)
+    for start, end in [(0.5, 1.0), (1.2, None), (None, 0.3), (1.9, 5.0)]:
+        segment = load_audio(path, start=start, end=end)
+        first = round((start or 0) * SR)
+        expected = whole[first : round(end * SR) if end is not None else None]
+        assert len(segment) == len(expected)
+        np.testing.assert_allclose(segment, expected, atol=1e-4)  # a seek decodes the same
+
+
+def test_m4a_stereo_at_another_rate_is_mixed_and_resampled(tmp_path):
+    left, right = tone(1000, 1.0, sr=44100), tone(1000, 1.0, sr=44100, amp=0.1)
+    loaded = load_audio(write_m4a(tmp_path / "st.m4a", np.stack([left, right], 1), sr=44100))
+    assert abs(len(loaded) - SR) <= 1024 * SR // 44100 + 1
+    assert abs(peak_frequency(loaded, SR) - 1000) <= 2
+    assert np.abs(loaded[1000:-1000]).max() == pytest.approx(0.3, abs=0.03)  # mean of channels
+
+
+def test_corrupt_m4a_is_unreadable(tmp_path):
+    good = write_m4a(tmp_path / "good.m4a", speech_like(0.8))
+    truncated = tmp_path / "truncated.m4a"
+    truncated.write_bytes(Path(good).read_bytes()[:300])
+    assert reason_of(truncated) == "unreadable"
+    noise = tmp_path / "noise.m4a"
+    noise.write_bytes(np.random.default_rng(1).bytes(3000))
+    assert reason_of(noise) == "unreadable"
+    assert reason_of(tmp_path / "absent.m4a") == "missing"
+
+
+def test_m4a_checks_are_those_of_every_file(tmp_path):
+    assert reason_of(write_m4a(tmp_path / "z.m4a", np.zeros(SR, np.float32))) == "silent"
+    assert reason_of(write_m4a(tmp_path / "a.m4a", speech_like(0.5)), start=2.0) == "empty"
+
+
+def test_unknown_extension_falls_back_to_pyav_and_reports_both_decoders(tmp_path):
+    wave = speech_like(0.8)
+    renamed = tmp_path / "a.audio"
+    renamed.write_bytes(Path(write_m4a(tmp_path / "a.m4a", wave)).read_bytes())
+    loaded = load_audio(renamed)
+    n = min(len(loaded), len(wave))
+    assert np.corrcoef(loaded[:n], wave[:n])[0, 1] > 0.9
+    junk = tmp_path / "junk.audio"
+    junk.write_bytes(b"\x00" * 4000)
+    with pytest.raises(AudioError) as info:
+        load_audio(junk)
+    assert info.value.reason == "unreadable"
+    assert "soundfile:" in info.value.detail and "PyAV:" in info.value.detail
+
+
+def test_a_container_without_audio_is_unreadable(tmp_path):
+    import av
+
+    path = tmp_path / "video.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=5)
+        stream.width = stream.height = 32
+        for k in range(3):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 40 * k, np.uint8), "rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    with pytest.raises(AudioError) as info:
+        load_audio(path)
+    assert info.value.reason == "unreadable" and "no audio stream" in info.value.detail

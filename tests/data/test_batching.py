@@ -9,6 +9,7 @@ import pytest
 from gru_jax.data.batching import (
     Batch,
     CropBatches,
+    PartitionedBatches,
     Prefetcher,
     bucket_batches,
     pad_batch,
@@ -91,15 +92,24 @@ def test_crop_batches_are_a_pure_function_of_seed_and_step():
     assert not np.array_equal(a.batch(2).feats, a.batch(2 + a.steps_per_epoch).feats)
 
 
-def test_process_parts_concatenate_to_the_global_batch():
-    stream = plain_stream(make_store())
-    full = stream.batch(3)
-    parts = [stream.batch(3, (k, 2)) for k in range(2)]
-    for field in ("feats", "lengths", "labels", "index"):
-        joined = np.concatenate([getattr(p, field) for p in parts])
-        np.testing.assert_array_equal(joined, getattr(full, field))
-    with pytest.raises(ValueError, match="part"):
-        stream.batch(0, (0, 3))
+def test_data_parts_fill_their_blocks_of_the_global_batch():
+    store = make_store()
+    rows = np.arange(len(store))
+    labels = np.zeros(len(store), np.int32)
+    part = lambda k: CropBatches(store, rows[k::2], labels[k::2], 4, crop_frames=10, part=k)
+    both = PartitionedBatches([part(0), part(1)])
+    for step in (0, 5):
+        batch = both.batch(step)
+        for k, block in enumerate((slice(0, 4), slice(4, 8))):
+            alone = part(k).batch(step)  # what the process holding part k reads
+            for field in ("feats", "lengths", "labels", "index"):
+                np.testing.assert_array_equal(getattr(batch, field)[block], getattr(alone, field))
+        assert set(batch.index[:4]) <= set(rows[0::2]) and set(batch.index[4:]) <= set(rows[1::2])
+    same_rows = CropBatches(store, rows[0::2], labels[0::2], 4, crop_frames=10, part=1)
+    assert not np.array_equal(same_rows.batch(0).index, part(0).batch(0).index)  # own streams
+    assert PartitionedBatches([part(0)]).batch(2) is not None
+    with pytest.raises(ValueError, match="no data parts"):
+        PartitionedBatches([])
 
 
 def test_resumed_iterator_matches_fresh_one():

@@ -166,3 +166,16 @@ def test_kaldi_requires_utt2spk(kaldi: Path) -> None:
     (kaldi / "utt2spk").unlink()
     with pytest.raises(CorpusError, match=r"utt2spk: missing \(a Kaldi data dir needs"):
         read_kaldi_dir(kaldi)
+
+
+def test_kaldi_trials(tmp_path: Path) -> None:
+    from gru_jax.data.corpora import Trial, read_kaldi_trials
+
+    trials = write_text(tmp_path / "trials", "u1 u2 target\n\nu1 u3 nontarget\n")
+    assert read_kaldi_trials(trials) == [Trial(1, "u1", "u2"), Trial(0, "u1", "u3")]
+    trials.write_text("u1 u2 target\nu1 u3 1\n")
+    with pytest.raises(CorpusError, match=r"trials:2: expected '<enroll-utt> <test-utt> target"):
+        read_kaldi_trials(trials)
+    trials.write_text("\n")
+    with pytest.raises(CorpusError, match="no trials"):
+        read_kaldi_trials(trials)

@@ -58,5 +58,8 @@ def test_find_audio_ignores_the_listed_extension(tmp_path: Path) -> None:
     flac = write_audio(tmp_path / "spk" / "s" / "1.flac")
     assert find_audio(tmp_path, "spk/s/1") == flac
     assert find_audio(tmp_path, "spk/s/2") is None
-    (tmp_path / "spk" / "s" / "3.m4a").write_bytes(b"aac")
-    assert find_audio(tmp_path, "spk/s/3") is None  # only decodable formats count
+    m4a = tmp_path / "spk" / "s" / "3.m4a"
+    m4a.write_bytes(b"aac")
+    assert find_audio(tmp_path, "spk/s/3") == m4a  # VoxCeleb2 as downloaded
+    (tmp_path / "spk" / "s" / "4.mp3").write_bytes(b"mp3")
+    assert find_audio(tmp_path, "spk/s/4") is None  # only corpus audio formats count

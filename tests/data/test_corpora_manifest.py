@@ -144,3 +144,12 @@ def test_manifest_splits_of_other_layouts_and_bad_files(manifest: Path, tmp_path
         manifest_splits(write_text(tmp_path / "y.csv", "path,speaker,split\na,b,c\nd,e\n"))
     with pytest.raises(CorpusError, match=r"nothing\.csv: cannot read"):
         manifest_splits(tmp_path / "nothing.csv")
+
+
+def test_written_manifest_reads_back_equal(manifest: Path, tmp_path: Path) -> None:
+    from gru_jax.data.corpora import write_csv_manifest
+
+    original = read_csv_manifest(manifest)
+    copy = write_csv_manifest(original, tmp_path / "elsewhere" / "copy" / "train.csv")
+    assert read_csv_manifest(copy) == original  # absolute paths: the copy may live anywhere
+    assert read_corpus(copy) == original

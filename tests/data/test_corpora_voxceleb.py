@@ -17,10 +17,11 @@ from gru_jax.data.corpora import (
     read_voxceleb_trials,
     utt_id_from_relpath,
 )
-from gru_jax.data.features import FeatureConfig
+from gru_jax.data.features import FeatureConfig, compute_features
 from gru_jax.data.store import build_store
 
 from ._corpus_layouts import VOXCELEB_FILES, ids, make_voxceleb, write_audio, write_text
+from .test_audio import speech_like, write_m4a
 
 
 @pytest.fixture
@@ -54,13 +55,18 @@ def test_voxceleb_training_list_restricts_and_maps_m4a(voxceleb: Path, tmp_path:
     assert [u.session for u in utts] == ["1zcIwhmdeo4", "xyz"]
 
 
-def test_voxceleb_list_m4a_without_conversion(voxceleb: Path, tmp_path: Path) -> None:
-    (voxceleb / "wav" / "id10002" / "xyz" / "00002.m4a").write_bytes(b"aac, not really")
+def test_voxceleb_list_names_m4a_as_downloaded(voxceleb: Path, tmp_path: Path) -> None:
+    m4a = voxceleb / "wav" / "id10002" / "xyz" / "00002.m4a"
+    m4a.write_bytes(b"aac, decoded only later")
     listing = write_text(tmp_path / "list.txt", "id10002 id10002/xyz/00002.m4a\n")
-    with pytest.raises(CorpusError, match=r"list\.txt:1: .*00002\.m4a.*convert"):
-        read_voxceleb(voxceleb, listing)
+    assert [u.path for u in read_voxceleb(voxceleb, listing)] == [str(m4a)]
+    listing.write_text("id10002 id10002/xyz/00002.wav\n")  # a list for a converted corpus
+    assert [u.path for u in read_voxceleb(voxceleb, listing)] == [str(m4a)]
     listing.write_text("id10002 id10002/xyz/00009.m4a\n")
     with pytest.raises(CorpusError, match=r"none of the 1 audio files .* exist .*00009\.m4a"):
+        read_voxceleb(voxceleb, listing)
+    listing.write_text("id10002 id10002/xyz/00002.mp3\n")
+    with pytest.raises(CorpusError, match=r"list\.txt:1: '00002\.mp3' is not a supported audio"):
         read_voxceleb(voxceleb, listing)
 
 
@@ -72,12 +78,34 @@ def test_voxceleb_list_entry_must_match_layout(voxceleb: Path, tmp_path: Path) -
         read_voxceleb(voxceleb, listing)
 
 
-def test_voxceleb_scan_refuses_unconverted_m4a(voxceleb: Path) -> None:
-    (voxceleb / "wav" / "id10001" / "1zcIwhmdeo4" / "00001.m4a").write_bytes(b"x")
-    assert len(read_voxceleb(voxceleb)) == len(VOXCELEB_FILES)  # converted sibling wins
+def test_voxceleb_scan_reads_m4a_and_prefers_a_converted_copy(voxceleb: Path) -> None:
     (voxceleb / "wav" / "id10002" / "xyz" / "00003.m4a").write_bytes(b"x")
-    with pytest.raises(CorpusError, match=r"1 \.m4a file.*00003\.m4a.*soundfile cannot decode"):
-        read_voxceleb(voxceleb)
+    utts = read_voxceleb(voxceleb)
+    assert len(utts) == len(VOXCELEB_FILES) + 1
+    assert utts[-1].utt_id == "id10002/xyz/00003" and utts[-1].path.endswith("00003.m4a")
+    (voxceleb / "wav" / "id10001" / "1zcIwhmdeo4" / "00001.m4a").write_bytes(b"x")
+    utts = read_voxceleb(voxceleb)
+    assert len(utts) == len(VOXCELEB_FILES) + 1
+    first = next(u for u in utts if u.utt_id == "id10001/1zcIwhmdeo4/00001")
+    assert first.path.endswith("00001.wav")
+
+
+def test_voxceleb2_as_downloaded_m4a_becomes_features(tmp_path: Path) -> None:
+    """VoxCeleb2 dev's AAC files are read where they lie: scan, decode, store, nothing skipped."""
+    root = tmp_path / "dev" / "aac"
+    for rel in (
+        "id00012/21Uxsk56VDQ/00001",
+        "id00012/21Uxsk56VDQ/00002",
+        "id00015/0fijmz4vTVU/00001",
+    ):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        write_m4a(root / f"{rel}.m4a", speech_like(0.8))
+    utts = read_corpus(root)
+    assert ids(utts)[0] == "id00012/21Uxsk56VDQ/00001" and utts[0].path.endswith(".m4a")
+    store = build_store(utts, tmp_path / "store", FeatureConfig(), workers=1, progress=False)
+    assert store.manifest["skipped"] == {} and len(store.ids) == 3
+    source_frames = len(compute_features(speech_like(0.8), FeatureConfig()))
+    assert store.manifest["n_frames"] == 3 * source_frames  # AAC's padding was cut
 
 
 # --- a missing file in a training list --------------------------------------------------------

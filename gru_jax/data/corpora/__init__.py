@@ -9,8 +9,9 @@ and kept, so feature extraction skips them as "missing" and the feature store co
 (`gru_jax.data.corpora.base` says why).
 
 One module per layout, each documenting its own: `voxceleb` (and trial lists), `librispeech`,
-`kaldi` (data dirs), `manifest` (CSV), `folders` (folder per speaker, speaker lists), and `lists`
-(the enrolment and test lists of evaluation).
+`cnceleb` (CN-Celeb 1 and 2, and CN-Celeb1's evaluation lists), `kaldi` (data dirs), `manifest`
+(CSV), `folders` (folder per speaker, speaker lists), and `lists` (the enrolment and test lists of
+evaluation).
 
 Auto-detection (`read_corpus`), first match wins
 ------------------------------------------------
@@ -18,10 +19,12 @@ Auto-detection (`read_corpus`), first match wins
 2. a directory containing ``wav.scp``: Kaldi data dir;
 3. a directory with a ``wav/`` subdirectory, or whose subdirectories are all named ``id<digits>``
    with audio files in a subdirectory of the first one (speaker/session/utt): VoxCeleb;
-4. a directory holding LibriSpeech split dirs (``train-clean-100``, ``dev-other``, ...), or whose
+4. a directory with a ``data/`` subdirectory and ``dev/dev.lst``, ``spk.lst`` or ``eval/lists/``:
+   CN-Celeb (its training speakers only);
+5. a directory holding LibriSpeech split dirs (``train-clean-100``, ``dev-other``, ...), or whose
    first numeric speaker dir's first numeric chapter dir holds ``<speaker>-<chapter>-<n>.*`` audio:
    LibriSpeech;
-5. any other directory: folder per speaker.
+6. any other directory: folder per speaker.
 A ``list_file`` goes to the VoxCeleb reader for VoxCeleb layouts and is read as a speaker list
 relative to the directory for the other directory layouts; with CSV or Kaldi it is an error. A
 ``split`` selects rows of a CSV manifest and is an error with any other layout.
@@ -33,7 +36,6 @@ from pathlib import Path
 
 from gru_jax.data.corpora.base import (
     AUDIO_EXTENSIONS,
-    UNSUPPORTED_EXTENSIONS,
     CorpusError,
     StrPath,
     Trial,
@@ -41,16 +43,16 @@ from gru_jax.data.corpora.base import (
     _suffix,
     utt_id_from_relpath,
 )
+from gru_jax.data.corpora.cnceleb import looks_like_cnceleb, read_cnceleb, read_cnceleb_eval
 from gru_jax.data.corpora.folders import read_folder_per_speaker, read_speaker_list
-from gru_jax.data.corpora.kaldi import read_kaldi_dir
+from gru_jax.data.corpora.kaldi import read_kaldi_dir, read_kaldi_trials
 from gru_jax.data.corpora.librispeech import looks_like_librispeech, read_librispeech
 from gru_jax.data.corpora.lists import ListedUtterance, audio_root, find_audio, read_id_list
-from gru_jax.data.corpora.manifest import manifest_splits, read_csv_manifest
+from gru_jax.data.corpora.manifest import manifest_splits, read_csv_manifest, write_csv_manifest
 from gru_jax.data.corpora.voxceleb import looks_like_voxceleb, read_voxceleb, read_voxceleb_trials
 
 __all__ = [
     "AUDIO_EXTENSIONS",
-    "UNSUPPORTED_EXTENSIONS",
     "CorpusError",
     "ListedUtterance",
     "Trial",
@@ -58,16 +60,20 @@ __all__ = [
     "audio_root",
     "find_audio",
     "manifest_splits",
+    "read_cnceleb",
+    "read_cnceleb_eval",
     "read_corpus",
     "read_csv_manifest",
     "read_folder_per_speaker",
     "read_id_list",
     "read_kaldi_dir",
+    "read_kaldi_trials",
     "read_librispeech",
     "read_speaker_list",
     "read_voxceleb",
     "read_voxceleb_trials",
     "utt_id_from_relpath",
+    "write_csv_manifest",
 ]
 
 
@@ -99,6 +105,8 @@ def read_corpus(
         return read_voxceleb(path, list_file)
     if list_file is not None:
         return read_speaker_list(list_file, path)
+    if looks_like_cnceleb(path):
+        return read_cnceleb(path)
     if looks_like_librispeech(path):
         return read_librispeech(path)
     return read_folder_per_speaker(path)

@@ -1,9 +1,12 @@
 """What every corpus reader shares: the records, the error, the file scans and the final checks.
 
-Audio files are .wav, .flac and .ogg; names starting with "." are skipped when scanning (macOS
-resource forks, editor and sync droppings). soundfile cannot decode .m4a (VoxCeleb2's AAC), so a
-scanned or listed .m4a is replaced by a converted file with the same stem (.wav/.flac/.ogg) when
-one exists, and is an error otherwise.
+Audio files are .wav, .flac, .ogg and .m4a (VoxCeleb2's AAC, which `gru_jax.data.audio` decodes
+with PyAV, so the corpus is read as downloaded); names starting with "." are skipped when scanning
+(macOS resource forks, editor and sync droppings). Utterance ids leave the extension out, so a
+listed file that is missing is looked for in the other formats: lists written for the original
+.m4a files still work on a corpus converted to .wav, and the reverse. A scanned .m4a beside a
+converted copy (same stem, another format) is left out: the copy is read. Two other formats of
+one stem (x.wav and x.flac) are a duplicate id, an error naming both.
 
 Missing files are treated by where a path came from. A file found by scanning that does not exist
 is a broken link, an error in how the corpus was assembled. A file named in a list (a training
@@ -26,13 +29,7 @@ log = logging.getLogger(__name__)
 
 StrPath = str | os.PathLike[str]
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
-UNSUPPORTED_EXTENSIONS = (".m4a",)
-_SCANNED_EXTENSIONS = AUDIO_EXTENSIONS + UNSUPPORTED_EXTENSIONS
-_M4A_ADVICE = (
-    "soundfile cannot decode .m4a (AAC); convert to .wav or .flac first, "
-    "e.g. ffmpeg -i in.m4a -ac 1 -ar 16000 out.wav"
-)
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".m4a")  # the order lookups by id try them in
 _MAX_LISTED = 5  # missing files named in a warning or error
 
 
@@ -98,13 +95,21 @@ def _subdirs(directory: Path) -> list[Path]:
     return [Path(e.path) for e in _visible_entries(directory) if e.is_dir()]
 
 
+def _without_converted_m4a(files: list[Path]) -> list[Path]:
+    """Drop each .m4a that has a converted copy among `files` (see the module docstring)."""
+    converted = {f.with_suffix("") for f in files if _suffix(f.name) != ".m4a"}
+    return [f for f in files if _suffix(f.name) != ".m4a" or f.with_suffix("") not in converted]
+
+
 def _audio_files_in(directory: Path) -> list[Path]:
-    """Audio (and .m4a) files directly in `directory`; broken links stay, to be reported."""
-    return [
-        Path(e.path)
-        for e in _visible_entries(directory)
-        if not e.is_dir() and _suffix(e.name) in _SCANNED_EXTENSIONS
-    ]
+    """Audio files directly in `directory`; broken links stay, to be reported."""
+    return _without_converted_m4a(
+        [
+            Path(e.path)
+            for e in _visible_entries(directory)
+            if not e.is_dir() and _suffix(e.name) in AUDIO_EXTENSIONS
+        ]
+    )
 
 
 def _audio_files_at_depth(root: Path, depth: int) -> list[Path]:
@@ -128,9 +133,13 @@ def _walk_audio_files(root: Path) -> list[Path]:
         visited.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         found.extend(
-            Path(dirpath, name)
-            for name in sorted(filenames)
-            if not name.startswith(".") and _suffix(name) in _SCANNED_EXTENSIONS
+            _without_converted_m4a(
+                [
+                    Path(dirpath, name)
+                    for name in sorted(filenames)
+                    if not name.startswith(".") and _suffix(name) in AUDIO_EXTENSIONS
+                ]
+            )
         )
     return found
 
@@ -147,42 +156,23 @@ def _utterance_under(root: Path, file: Path) -> Utterance:
     )
 
 
-# --- m4a ------------------------------------------------------------------------------------------
-
-
-def _without_m4a(files: list[Path], root: Path) -> list[Path]:
-    """Drop .m4a files that have a converted sibling; any other .m4a is an error rather than a
-    silently smaller corpus."""
-    converted = {f.with_suffix("") for f in files if _suffix(f.name) in AUDIO_EXTENSIONS}
-    orphans = [
-        f
-        for f in files
-        if _suffix(f.name) in UNSUPPORTED_EXTENSIONS and f.with_suffix("") not in converted
-    ]
-    if orphans:
-        raise CorpusError(
-            f"{len(orphans)} .m4a file(s) under {root} have no converted copy "
-            f"(first: {orphans[0]}); {_M4A_ADVICE}"
-        )
-    return [f for f in files if _suffix(f.name) in AUDIO_EXTENSIONS]
+# --- listed files ---------------------------------------------------------------------------------
 
 
 def _resolve_listed_audio(path: Path, where: str) -> Path:
-    """Check a listed file's format; a listed .m4a (VoxCeleb2 lists) is replaced by a converted
-    file with the same stem. Existence is checked later, for all files at once."""
-    suffix = _suffix(path.name)
-    if suffix in AUDIO_EXTENSIONS:
-        return path
-    if suffix not in UNSUPPORTED_EXTENSIONS:
+    """Check a listed file's format; a listed file that is missing is replaced by the same stem
+    in another audio format when one exists (see the module docstring). Whether the file exists
+    at all is checked later, for all files at once."""
+    if _suffix(path.name) not in AUDIO_EXTENSIONS:
         raise CorpusError(
             f"{where}: {path.name!r} is not a supported audio file ({', '.join(AUDIO_EXTENSIONS)})"
         )
+    if path.is_file():
+        return path
     for extension in AUDIO_EXTENSIONS:
         candidate = path.with_suffix(extension)
         if candidate.is_file():
             return candidate
-    if path.exists():
-        raise CorpusError(f"{where}: {path} has no converted .wav/.flac/.ogg copy; {_M4A_ADVICE}")
     return path
 
 

@@ -27,7 +27,6 @@ from gru_jax.data.corpora.base import (
     _resolved_against,
     _utterance_under,
     _walk_audio_files,
-    _without_m4a,
 )
 
 
@@ -35,7 +34,7 @@ def read_folder_per_speaker(root: StrPath) -> list[Utterance]:
     """`root/<speaker>/**/<file>`: the first folder level names the speaker."""
     root = Path(root)
     _require_dir(root)
-    files = _without_m4a(_walk_audio_files(root), root)
+    files = _walk_audio_files(root)
     loose = [f for f in files if f.parent == root]
     if loose:
         raise CorpusError(

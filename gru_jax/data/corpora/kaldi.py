@@ -10,6 +10,9 @@ nothing in a data dir is ever executed, because a data dir downloaded or copied 
 untrusted input. Relative paths are tried against the current directory first (as Kaldi does),
 then against the data dir. Recordings that do not exist are kept and skipped later (see
 `gru_jax.data.corpora.base`).
+
+Trials (``<enroll-utt> <test-utt> target|nontarget``, as Kaldi's speaker-verification recipes
+write them) name utterances of a data dir by id; `read_kaldi_trials` reads them.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 from gru_jax.data.corpora.base import (
     CorpusError,
     StrPath,
+    Trial,
     Utterance,
     _check_span,
     _finalize,
@@ -175,3 +179,22 @@ def read_kaldi_dir(data_dir: StrPath) -> list[Utterance]:
     found = _assign_speakers(pieces, utt2spk, utt2spk_path, source)
     resolution = f"relative paths are tried against the current directory, then {data_dir}"
     return _finalize(found, f"in {wav_scp}", resolution)
+
+
+_KALDI_LABELS = {"target": 1, "nontarget": 0}
+
+
+def read_kaldi_trials(path: StrPath) -> list[Trial]:
+    """Kaldi trials, in file order, with utterance ids as they are (not paths)."""
+    path = Path(path)
+    trials = []
+    for number, line in _numbered_lines(path):
+        fields = line.split()
+        if len(fields) != 3 or fields[2] not in _KALDI_LABELS:
+            raise CorpusError(
+                f"{path}:{number}: expected '<enroll-utt> <test-utt> target|nontarget'"
+            )
+        trials.append(Trial(_KALDI_LABELS[fields[2]], fields[0], fields[1]))
+    if not trials:
+        raise CorpusError(f"{path}: no trials")
+    return trials

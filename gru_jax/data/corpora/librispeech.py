@@ -20,7 +20,6 @@ from gru_jax.data.corpora.base import (
     _Found,
     _require_dir,
     _subdirs,
-    _without_m4a,
 )
 
 _LIBRISPEECH_SPLIT = re.compile(r"^(train|dev|test)-(clean|other)(-\d+)?$")
@@ -61,6 +60,6 @@ def read_librispeech(root: StrPath) -> list[Utterance]:
     splits = [d for d in _subdirs(root) if _LIBRISPEECH_SPLIT.match(d.name)]
     found: list[_Found] = []
     for split in splits or [root]:
-        files = _without_m4a(_audio_files_at_depth(split, 2), split)
+        files = _audio_files_at_depth(split, 2)
         found.extend((_librispeech_utterance(f), str(f)) for f in files)
     return _finalize(found, f"under {root}")

@@ -8,15 +8,19 @@ CSV's folder, so a manifest moves with its audio. Files that do not exist are ke
 later (see `gru_jax.data.corpora.base`).
 
 Every row is read unless a ``split`` is asked for; `manifest_splits` says which exist, so a
-caller can train on ``train`` rows only when the manifest has them.
+caller can train on ``train`` rows only when the manifest has them. `write_csv_manifest` writes
+any reader's utterances as one, which is how several corpora become one training set.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+import io
+import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from gru_jax.core.files import atomic_write
 from gru_jax.data.corpora.base import (
     CorpusError,
     StrPath,
@@ -118,3 +122,26 @@ def read_csv_manifest(path: StrPath, split: str | None = None) -> list[Utterance
             f"{path}: no rows with split {split!r} (splits present: {present}{unsplit})"
         )
     return _finalize(found, f"in {path}", _resolved_against(path.parent))
+
+
+def write_csv_manifest(utterances: Sequence[Utterance], path: StrPath) -> Path:
+    """Write `utterances` as a manifest that `read_csv_manifest` reads back equal (absolute
+    paths, so it can live anywhere, e.g. in a cache keyed by its content)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["path", "speaker", "utt_id", "session", "start", "end"])
+    for u in utterances:
+        writer.writerow(
+            [
+                os.path.abspath(u.path),
+                u.speaker,
+                u.utt_id,
+                u.session,
+                "" if u.start is None else repr(u.start),
+                "" if u.end is None else repr(u.end),
+            ]
+        )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, buffer.getvalue())
+    return path

@@ -30,7 +30,6 @@ from gru_jax.data.corpora.base import (
     _resolved_against,
     _subdirs,
     _utterance_under,
-    _without_m4a,
     utt_id_from_relpath,
 )
 
@@ -75,7 +74,7 @@ def read_voxceleb(root: StrPath, list_file: StrPath | None = None) -> list[Utter
         _check_entries(entries, list_path)
         found = _list_utterances(entries, list_path, wav_dir)
         return _finalize(found, f"in {list_path}", _resolved_against(wav_dir))
-    files = _without_m4a(_audio_files_at_depth(wav_dir, 2), wav_dir)
+    files = _audio_files_at_depth(wav_dir, 2)
     return _finalize([(_utterance_under(wav_dir, f), str(f)) for f in files], f"under {wav_dir}")
 
 
