@@ -13,18 +13,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import tempfile
 import time
 
 import jax
 import numpy as np
 
 from benchmarks._common import emit, machine_info, print_table, summarize
-from gru_jax.core.rundir import RunDir
-from gru_jax.infer.checkpoint import TrainedEncoder
 from gru_jax.infer.model import EmbeddingModel
 from gru_jax.infer.streaming import StreamingEmbedder
-from gru_jax.nn.encoder import init_params
 from gru_jax.train.presets import PRESETS
 
 
@@ -32,17 +28,7 @@ def random_model(preset: str) -> EmbeddingModel:
     cfg = PRESETS[preset]()
     features = dataclasses.replace(cfg.data.features, cmn="running")
     model = dataclasses.replace(cfg.model, bidirectional=False)
-    params = init_params(model, features.n_features, jax.random.key(0))
-    encoder = TrainedEncoder(
-        run=RunDir(tempfile.gettempdir()),
-        step=0,
-        features=features,
-        model=model,
-        params=params,
-        class_names=(),
-        meta={},
-    )
-    return EmbeddingModel(encoder)
+    return EmbeddingModel.untrained(features, model)
 
 
 def measure(model: EmbeddingModel, n_streams: int, chunk_s: float, steps: int) -> dict:

@@ -29,7 +29,7 @@ def parser() -> argparse.ArgumentParser:
         "is generated (under --demo-dir) and used.",
     )
     p.add_argument(
-        "--preset", default="demo", help="demo (default), voxceleb, librispeech or cnceleb"
+        "--preset", default="demo", help="demo (default), dev, voxceleb, librispeech or cnceleb"
     )
     p.add_argument(
         "--data",
@@ -72,6 +72,21 @@ def parser() -> argparse.ArgumentParser:
         help="rebuild a store that was built with another feature config",
     )
     p.add_argument(
+        "--init-from",
+        metavar="RUN_OR_CHECKPOINT",
+        help="fine-tune: start from the encoder of a trained run (its best checkpoint by "
+        "validation EER, else its latest) or of one checkpoint (RUN/checkpoints/STEP), with a new "
+        "head for this run's speakers, a fresh optimizer and step 0; the source's model and "
+        "feature config are taken (trainer.init_from)",
+    )
+    p.add_argument(
+        "--freeze-encoder-steps",
+        type=int,
+        metavar="N",
+        help="with --init-from: train only the new head for the first N steps, then the whole "
+        "model, the encoder with a warm-up of its own (trainer.freeze_encoder_steps)",
+    )
+    p.add_argument(
         "--fresh",
         action="store_true",
         help="refuse to resume: fail if --out already holds checkpoints",
@@ -84,6 +99,7 @@ def parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace):  # -> TrainConfig (JAX loads with gru_jax.train)
     from gru_jax.train.config import with_overrides
+    from gru_jax.train.finetune import fine_tune_config
     from gru_jax.train.presets import PRESETS
 
     if args.preset not in PRESETS:
@@ -93,7 +109,12 @@ def config_from_args(args: argparse.Namespace):  # -> TrainConfig (JAX loads wit
         overrides["trainer.steps"] = str(args.steps)
     if args.batch_size is not None:
         overrides["trainer.batch_size"] = str(args.batch_size)
-    return with_overrides(PRESETS[args.preset](), overrides)
+    if args.init_from is not None:
+        overrides["trainer.init_from"] = args.init_from
+    if args.freeze_encoder_steps is not None:
+        overrides["trainer.freeze_encoder_steps"] = str(args.freeze_encoder_steps)
+    cfg = with_overrides(PRESETS[args.preset](), overrides)
+    return fine_tune_config(cfg, explicit=overrides) if cfg.trainer.init_from else cfg
 
 
 def _split(args: argparse.Namespace, data_path: str) -> str | None:

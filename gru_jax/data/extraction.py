@@ -21,13 +21,15 @@ from tqdm import tqdm
 
 from gru_jax.core.processes import worker_pool
 from gru_jax.data.audio import AudioError, load_audio
+from gru_jax.data.augmentation import AugmentConfig, Copy, augment
 from gru_jax.data.features import FeatureConfig, compute_features
 
 logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 16  # items per worker task: large enough that IPC is small next to the work
 
-Item = tuple[str, float | None, float | None]
+# (path, start, end), or with the augmented copy of that audio to extract instead (None: as is)
+Item = tuple[str, float | None, float | None] | tuple[str, float | None, float | None, Copy | None]
 
 
 @dataclasses.dataclass
@@ -76,12 +78,19 @@ class _Outcome(NamedTuple):
     skip: tuple[str, str, str] | None = None  # (path, reason, detail)
 
 
-def _extract_chunk(chunk: list[Item], cfg: FeatureConfig) -> list[_Outcome]:
+def _extract_chunk(
+    chunk: list[Item], cfg: FeatureConfig, augment_cfg: AugmentConfig | None
+) -> list[_Outcome]:
     """Worker task. Only `AudioError` becomes a skip; anything else is a bug and propagates."""
     outcomes = []
-    for path, start, end in chunk:
+    for path, start, end, *rest in chunk:
+        copy = rest[0] if rest else None
         try:
             wave = load_audio(path, cfg.sample_rate, start, end)
+            if copy is not None:
+                if augment_cfg is None:
+                    raise ValueError(f"{copy} is an augmented copy: pass its augment_cfg")
+                wave = augment(wave, copy, augment_cfg, cfg.sample_rate)
             feats = compute_features(wave, cfg, source=os.fspath(path))
             outcomes.append(_Outcome(feats, wave.shape[0] / cfg.sample_rate))
         except AudioError as e:
@@ -95,11 +104,13 @@ def extract_many(
     workers: int | None = None,
     progress: bool = True,
     report: ExtractionReport | None = None,
+    augment_cfg: AugmentConfig | None = None,
 ) -> Iterator[tuple[int, np.ndarray | None]]:
     """Yield `(index, features)` for `items` of `(path, start, end)`, in input order.
 
-    Unusable files yield `(index, None)` and are counted in `report` by reason. `workers=None`
-    uses every CPU; `workers <= 1` runs in this process.
+    An item `(path, start, end, copy)` yields the features of that augmented copy of the audio,
+    made as `augment_cfg` says. Unusable files yield `(index, None)` and are counted in `report`
+    by reason. `workers=None` uses every CPU; `workers <= 1` runs in this process.
     """
     report = report if report is not None else ExtractionReport()
     n_workers = (os.cpu_count() or 1) if workers is None else workers
@@ -110,9 +121,9 @@ def extract_many(
     bar = tqdm(total=len(items), unit="utt", desc="features", disable=not progress)
     try:
         if n_workers <= 1:
-            results = (_extract_chunk(chunk, cfg) for chunk in chunks)
+            results = (_extract_chunk(chunk, cfg, augment_cfg) for chunk in chunks)
         else:
-            results = _pooled_results(chunks, cfg, n_workers)
+            results = _pooled_results(chunks, cfg, augment_cfg, n_workers)
         index = 0
         for outcomes in results:
             for outcome in outcomes:
@@ -139,7 +150,10 @@ def _record(report: ExtractionReport, outcome: _Outcome) -> None:
 
 
 def _pooled_results(
-    chunks: list[list[Item]], cfg: FeatureConfig, n_workers: int
+    chunks: list[list[Item]],
+    cfg: FeatureConfig,
+    augment_cfg: AugmentConfig | None,
+    n_workers: int,
 ) -> Iterator[list[_Outcome]]:
     """Chunk results in order, with a bounded number of chunks in flight to cap memory."""
     max_in_flight = 4 * n_workers
@@ -147,14 +161,14 @@ def _pooled_results(
     try:
         upcoming = iter(chunks)
         pending = collections.deque(
-            pool.submit(_extract_chunk, chunk, cfg)
+            pool.submit(_extract_chunk, chunk, cfg, augment_cfg)
             for chunk in itertools.islice(upcoming, max_in_flight)
         )
         while pending:
             outcomes = pending.popleft().result()
             next_chunk = next(upcoming, None)
             if next_chunk is not None:
-                pending.append(pool.submit(_extract_chunk, next_chunk, cfg))
+                pending.append(pool.submit(_extract_chunk, next_chunk, cfg, augment_cfg))
             yield outcomes
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -3,6 +3,8 @@
 The store is cached under a directory keyed by the corpus location and the feature-config hash, so a
 second run on the same data reuses it and a different feature config never reads stale features.
 Validation speakers are a deterministic function of the seed, disjoint from the training classes.
+With augmentation they are drawn from the corpus speakers alone (the same as without it), validate
+on their original audio only, and their speed-perturbed copies (new speakers) are not trained on.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gru_jax.data.augmentation import AugmentConfig, speed_speakers
 from gru_jax.data.corpora import Utterance, read_corpus
 from gru_jax.data.features import FeatureConfig
 from gru_jax.data.store import Store, build_store
@@ -34,14 +37,17 @@ def store_dir_for(
     cfg: FeatureConfig,
     cache_dir: str | os.PathLike[str] | None = None,
     split: str | None = None,
+    augment: AugmentConfig | None = None,
 ) -> Path:
-    """A store directory in the feature cache, keyed by the corpus, its list or split, and the
-    feature config's hash."""
+    """A store directory in the feature cache, keyed by the corpus, its list or split, the
+    feature config's hash and, when it asks for copies, the augmentation config's."""
     source = f"{Path(data).resolve()}|{Path(list_file).resolve() if list_file else ''}"
     if split is not None:
         source += f"|split={split}"
     key = hashlib.sha256(source.encode()).hexdigest()[:10]
     name = f"{Path(data).resolve().name or 'corpus'}-{key}-{cfg.hash()}"
+    if augment is not None and augment.enabled:
+        name += f"-aug{augment.hash()}"
     return Path(cache_dir or default_cache_dir()) / "features" / name
 
 
@@ -55,13 +61,25 @@ def prepare_store(
     workers: int | None = None,
     rebuild: bool = False,
     progress: bool = True,
+    augment: AugmentConfig | None = None,
 ) -> Store:
     """Read the corpus at `data` (any supported layout) and build or reuse its feature store."""
     utterances = read_corpus(str(data), list_file, split=split)
-    path = Path(store_dir) if store_dir else store_dir_for(data, list_file, cfg, split=split)
+    path = (
+        Path(store_dir)
+        if store_dir
+        else store_dir_for(data, list_file, cfg, split=split, augment=augment)
+    )
     sources = [str(data)] + ([str(list_file)] if list_file else [])
     return build_store(
-        utterances, path, cfg, workers=workers, rebuild=rebuild, progress=progress, sources=sources
+        utterances,
+        path,
+        cfg,
+        workers=workers,
+        rebuild=rebuild,
+        progress=progress,
+        sources=sources,
+        augment=augment,
     )
 
 
@@ -74,7 +92,7 @@ class DataPart:
     store: Store
     train_indices: np.ndarray  # store rows used for training
     train_labels: np.ndarray  # class of each train_indices row
-    val_indices: np.ndarray  # store rows of the held-out validation speakers
+    val_indices: np.ndarray  # store rows of the held-out validation speakers (no augmented copies)
 
 
 @dataclass(frozen=True)
@@ -134,16 +152,23 @@ def hold_out_speakers(
 
 
 def data_part(index: int, store: Store, class_names: Sequence[str], val: set[str]) -> DataPart:
-    is_val = np.isin(store.speakers, list(val))
+    """Every row of a validation speaker, and of their speed copies, is kept out of training;
+    validation reads their original audio only."""
+    is_val = np.isin(store.source_speakers, list(val))
     train_indices = np.flatnonzero(~is_val)
     lookup = {s: k for k, s in enumerate(class_names)}
     train_labels = np.array([lookup[s] for s in store.speakers[train_indices]], dtype=np.int32)
-    return DataPart(index, store, train_indices, train_labels, np.flatnonzero(is_val))
+    val_indices = np.flatnonzero(is_val & (store.augment == ""))
+    return DataPart(index, store, train_indices, train_labels, val_indices)
 
 
 def split_speakers(store: Store, n_val_speakers: int, seed: int) -> TrainingData:
-    """One store's training data: `n_val_speakers` of its speakers held out, the rest classes."""
-    class_names, val = hold_out_speakers(store.speakers, n_val_speakers, seed, str(store.path))
+    """One store's training data: `n_val_speakers` of its corpus speakers held out, the rest (and
+    their speed copies) classes."""
+    original = store.augment == ""
+    _, val = hold_out_speakers(store.speakers[original], n_val_speakers, seed, str(store.path))
+    trained = ~np.isin(store.source_speakers, list(val))
+    class_names = tuple(np.unique(store.speakers[trained]).tolist())
     return TrainingData(class_names, (data_part(0, store, class_names, val),))
 
 
@@ -168,6 +193,7 @@ def prepare_parts(
     workers: int | None = None,
     rebuild: bool = False,
     progress: bool = True,
+    augment: AugmentConfig | None = None,
 ) -> TrainingData:
     """The training data of `parts` of a corpus split into `n_parts`: each part's features are
     extracted into its own store (a process builds only its own: no shared filesystem needed,
@@ -176,7 +202,13 @@ def prepare_parts(
     class_names, val = hold_out_speakers(
         [u.speaker for u in utterances], n_val_speakers, seed, str(data)
     )
-    base = Path(store_dir) if store_dir else store_dir_for(data, list_file, cfg, split=split)
+    if augment is not None:
+        class_names = tuple(sorted((*class_names, *speed_speakers(list(class_names), augment))))
+    base = (
+        Path(store_dir)
+        if store_dir
+        else store_dir_for(data, list_file, cfg, split=split, augment=augment)
+    )
     sources = [str(data)] + ([str(list_file)] if list_file else [])
     held = []
     for index in parts:
@@ -190,6 +222,7 @@ def prepare_parts(
             rebuild=rebuild,
             progress=progress,
             sources=sources,
+            augment=augment,
         )
         held.append(data_part(index, store, class_names, val))
     return TrainingData(class_names, tuple(held), n_parts)

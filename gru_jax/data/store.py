@@ -5,12 +5,14 @@ decodes audio and a corpus far bigger than RAM costs only page cache. Layout of 
 
     manifest.json             feature config + hash, counts, sources, skips; "complete" when built
     shard-00000.npy           contiguous [frames, n_features] array (float16 or float32), memory-mapped
-    shard-00000.index.json    that shard's utterances: id, speaker, session, path, offset, n_frames
+    shard-00000.index.json    that shard's utterances: id, speaker, session, path, offset, n_frames,
+                              augment (the tag of an augmented copy, "" for the audio as is)
 
 Shard k always holds utterances [k * shard_size, (k + 1) * shard_size) of the sorted input list, so an
 interrupted build resumes by skipping the shards whose index file exists. A shard's index is written
 (atomically, by rename) only after its data file has been renamed into place: a half-written shard is
-never visible as valid.
+never visible as valid. Augmented copies (`augmentation`) are rows like any other, sorted in after
+their source utterance, so they are built and resumed by the same shards.
 """
 
 from __future__ import annotations
@@ -21,14 +23,23 @@ import logging
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from gru_jax.core import config as configs
 from gru_jax.core.files import atomic_write, atomic_write_json
+from gru_jax.data.augmentation import (
+    KINDS,
+    AugmentConfig,
+    Copy,
+    copies_of,
+    copy_speaker,
+    source_speaker,
+    tag_kind,
+)
 from gru_jax.data.corpora import Utterance
 from gru_jax.data.extraction import ExtractionReport, extract_many
 from gru_jax.data.features import FeatureConfig, feature_config_from_dict
@@ -43,9 +54,11 @@ class StoreError(RuntimeError):
     """A store that cannot be used as asked (other feature config, incomplete, damaged)."""
 
 
-def _digest(utterances: Sequence[Utterance]) -> str:
+def _digest(rows: Sequence[_Row]) -> str:
+    """Of the rows' utterances; a copy differs by its id, and a store without copies keeps the
+    digest it had before augmentation existed (so its partial builds still resume)."""
     h = hashlib.sha256()
-    for u in utterances:
+    for u, _, _ in rows:
         h.update(f"{u.utt_id}\t{u.speaker}\t{u.path}\t{u.start}\t{u.end}\n".encode())
     return h.hexdigest()[:16]
 
@@ -64,6 +77,15 @@ class _ShardIndex:
     n_frames: list[int]
     skipped: list[list[str]]  # [path, reason, detail]
     digest: str
+    augment: list[str]  # per utterance: its copy's tag ("noise0", "sp0.9"), "" for the original
+
+
+class _Row(NamedTuple):
+    """A row of the store being built: an utterance, or an augmented copy of one."""
+
+    utt: Utterance
+    copy: Copy | None  # None: the audio as is
+    tag: str  # the copy's tag, "" for the audio as is
 
 
 class Store:
@@ -74,7 +96,16 @@ class Store:
         self.manifest = manifest
         self.feature_config = feature_config_from_dict(manifest["feature_config"])
         self.n_features = int(manifest["n_features"])
-        ids, speakers, sessions, paths, shard, offset, lengths = [], [], [], [], [], [], []
+        ids, speakers, sessions, paths, shard, offset, lengths, tags = (
+            [],
+            [],
+            [],
+            [],
+            [],
+            [],
+            [],
+            [],
+        )
         self._shards: list[np.ndarray] = []
         for k, name in enumerate(manifest["shards"]):
             index = json.loads((self.path / f"{name}.index.json").read_text())
@@ -84,12 +115,17 @@ class Store:
             paths += index["paths"]
             offset += index["offsets"]
             lengths += index["n_frames"]
+            tags += index.get("augment", [""] * len(index["ids"]))  # stores of older versions
             shard += [k] * len(index["ids"])
             self._shards.append(np.load(self.path / f"{name}.npy", mmap_mode="r"))
         self.ids = np.array(ids, dtype=str)
         self.speakers = np.array(speakers, dtype=str)
         self.sessions = np.array(sessions, dtype=str)
         self.paths = np.array(paths, dtype=str)
+        self.augment = np.array(tags, dtype=str)  # "" for the original audio
+        self.source_speakers = np.array(
+            [source_speaker(s, t) for s, t in zip(speakers, tags, strict=True)], dtype=str
+        )  # the corpus speaker of each row (a speed copy's speaker is a new one)
         self.lengths = np.array(lengths, dtype=np.int64)
         self._shard_of = np.array(shard, dtype=np.int32)
         self._offset = np.array(offset, dtype=np.int64)
@@ -154,12 +190,18 @@ def open_store(path: str | os.PathLike[str], expected: FeatureConfig | None = No
 
 
 def _check_or_start_manifest(
-    path: Path, cfg: FeatureConfig, dtype: str, shard_size: int, digest: str, rebuild: bool
+    path: Path,
+    cfg: FeatureConfig,
+    augment: dict[str, Any] | None,
+    dtype: str,
+    shard_size: int,
+    digest: str,
+    rebuild: bool,
 ) -> dict[str, Any]:
     manifest_path = path / MANIFEST
     if manifest_path.exists():
         old = json.loads(manifest_path.read_text())
-        same_config = old.get("feature_hash") == cfg.hash()
+        same_config = old.get("feature_hash") == cfg.hash() and old.get("augment") == augment
         same_layout = (old.get("dtype"), old.get("shard_size"), old.get("format")) == (
             dtype,
             shard_size,
@@ -167,7 +209,8 @@ def _check_or_start_manifest(
         )
         if not same_config and not rebuild:
             raise StoreError(
-                f"{path}: holds features of config {old.get('feature_hash')}, not {cfg.hash()}; "
+                f"{path}: holds features of config {old.get('feature_hash')} (augmentation: "
+                f"{old.get('augment')}), not {cfg.hash()} (augmentation: {augment}); "
                 "pass rebuild=True (--rebuild-features) to replace them, or use another directory"
             )
         if same_config and same_layout and old.get("utterances_digest") == digest:
@@ -185,12 +228,15 @@ def _check_or_start_manifest(
         "shard_size": shard_size,
         "utterances_digest": digest,
     }
+    if augment is not None:
+        manifest["augment"] = augment
     atomic_write_json(manifest_path, manifest)
     return manifest
 
 
-def _write_shard(path: Path, k: int, utts: Sequence[Utterance], feats: list, dtype: str) -> None:
-    arrays, ids, speakers, sessions, paths, offsets, n_frames, skipped = (
+def _write_shard(path: Path, k: int, rows: Sequence[_Row], feats: list, dtype: str) -> None:
+    arrays, ids, speakers, sessions, paths, offsets, n_frames, skipped, kept_tags = (
+        [],
         [],
         [],
         [],
@@ -201,11 +247,12 @@ def _write_shard(path: Path, k: int, utts: Sequence[Utterance], feats: list, dty
         [],
     )
     offset = 0
-    for utt, f in zip(utts, feats, strict=True):
-        if isinstance(f, tuple):  # (reason, detail) of a skipped utterance
-            skipped.append([utt.path, *f])
+    for (utt, _, tag), f in zip(rows, feats, strict=True):
+        if isinstance(f, tuple):  # (reason, detail) of a skipped utterance (or copy)
+            skipped.append([f"{utt.path}#{tag}" if tag else utt.path, *f])
             continue
         arrays.append(f.astype(dtype))
+        kept_tags.append(tag)
         ids.append(utt.utt_id)
         speakers.append(utt.speaker)
         sessions.append(utt.session)
@@ -217,15 +264,31 @@ def _write_shard(path: Path, k: int, utts: Sequence[Utterance], feats: list, dty
     data = np.concatenate(arrays) if arrays else np.zeros((0, n_feats), dtype)
     name = _shard_name(k)
     atomic_write(path / f"{name}.npy", lambda f: np.save(f, data, allow_pickle=False))
-    index = _ShardIndex(ids, speakers, sessions, paths, offsets, n_frames, skipped, _digest(utts))
+    index = _ShardIndex(
+        ids, speakers, sessions, paths, offsets, n_frames, skipped, _digest(rows), kept_tags
+    )
     atomic_write_json(path / f"{name}.index.json", index.__dict__, indent=None)
 
 
-def _shard_done(path: Path, k: int, utts: Sequence[Utterance]) -> bool:
+def _shard_done(path: Path, k: int, rows: Sequence[_Row]) -> bool:
     index_path = path / f"{_shard_name(k)}.index.json"
     if not index_path.exists() or not (path / f"{_shard_name(k)}.npy").exists():
         return False
-    return json.loads(index_path.read_text()).get("digest") == _digest(utts)
+    return json.loads(index_path.read_text()).get("digest") == _digest(rows)
+
+
+def _rows(utterances: Sequence[Utterance], augment: AugmentConfig | None) -> list[_Row]:
+    """The utterances and every augmented copy of them, in id order: a copy's id is its source's
+    plus ``#<tag>``, and a speed copy's speaker is a new one."""
+    rows = [_Row(u, None, "") for u in utterances]
+    for u in utterances if augment is not None else ():
+        for copy in copies_of(u.utt_id, augment):
+            tag = copy.tag(augment)
+            speaker = copy_speaker(u.speaker, tag)
+            session = copy_speaker(u.session, tag) if u.session else ""
+            utt = replace(u, utt_id=f"{u.utt_id}#{tag}", speaker=speaker, session=session)
+            rows.append(_Row(utt, copy, tag))
+    return sorted(rows, key=lambda row: row.utt.utt_id)
 
 
 def build_store(
@@ -239,23 +302,29 @@ def build_store(
     rebuild: bool = False,
     progress: bool = True,
     sources: Sequence[str] = (),
+    augment: AugmentConfig | None = None,
 ) -> Store:
     """Build (or resume, or reuse) the store of `utterances` at `path` and open it.
 
     Utterances that fail the audio checks are skipped and counted by reason in the manifest; a store in
-    which every utterance failed is an error.
+    which every utterance failed is an error. With `augment` (enabled), the store also holds the
+    augmented copies it asks for, counted by kind in the manifest's "augmented".
     """
     if dtype not in ("float16", "float32"):
         raise ValueError(f"dtype must be float16 or float32, not {dtype!r}")
     if not utterances:
         raise StoreError(f"{path}: no utterances to build a feature store from")
     path = Path(path)
-    utts = sorted(utterances, key=lambda u: u.utt_id)
-    manifest = _check_or_start_manifest(path, cfg, dtype, shard_size, _digest(utts), rebuild)
+    augment = augment if augment is not None and augment.enabled else None
+    rows = _rows(utterances, augment)
+    augment_dict = configs.to_dict(augment) if augment is not None else None
+    manifest = _check_or_start_manifest(
+        path, cfg, augment_dict, dtype, shard_size, _digest(rows), rebuild
+    )
     if manifest.get("complete"):
         return open_store(path, cfg)
 
-    shards = [utts[i : i + shard_size] for i in range(0, len(utts), shard_size)]
+    shards = [rows[i : i + shard_size] for i in range(0, len(rows), shard_size)]
     todo = [k for k in range(len(shards)) if not _shard_done(path, k, shards[k])]
     if len(todo) < len(shards):
         log.info(
@@ -266,13 +335,16 @@ def build_store(
         )
     items, owner = [], []
     for k in todo:
-        for j, u in enumerate(shards[k]):
-            items.append((u.path, u.start, u.end))
+        for j, (u, copy, _) in enumerate(shards[k]):
+            items.append((u.path, u.start, u.end, copy))
             owner.append((k, j))
     pending = {k: [None] * len(shards[k]) for k in todo}
     missing = {k: len(shards[k]) for k in todo}
     report = ExtractionReport()
-    for i, feats in extract_many(items, cfg, workers=workers, progress=progress, report=report):
+    extracted = extract_many(
+        items, cfg, workers=workers, progress=progress, report=report, augment_cfg=augment
+    )
+    for i, feats in extracted:
         k, j = owner[i]
         # Results arrive in input order, so a skip's reason is the report's newest entry.
         pending[k][j] = feats if feats is not None else tuple(report.skipped_items[-1][1:])
@@ -281,10 +353,13 @@ def build_store(
             _write_shard(path, k, shards[k], pending.pop(k), dtype)
 
     skipped: dict[str, int] = {}
+    augmented = dict.fromkeys(KINDS, 0)
     n_utts = n_frames = 0
     for k in range(len(shards)):
         index = json.loads((path / f"{_shard_name(k)}.index.json").read_text())
         n_utts += len(index["ids"])
+        for tag in filter(None, index.get("augment", ())):  # shards of older versions have none
+            augmented[tag_kind(tag)] += 1
         n_frames += sum(index["n_frames"])
         for _, reason, _detail in index["skipped"]:
             skipped[reason] = skipped.get(reason, 0) + 1
@@ -297,9 +372,11 @@ def build_store(
         shards=[_shard_name(k) for k in range(len(shards))],
         n_utterances=n_utts,
         n_frames=n_frames,
-        n_speakers=len({u.speaker for u in utts}),
+        n_speakers=len({row.utt.speaker for row in rows}),
         skipped=skipped,
         sources=list(sources),
     )
+    if augment is not None:
+        manifest["augmented"] = augmented
     atomic_write_json(path / MANIFEST, manifest)
     return open_store(path, cfg)

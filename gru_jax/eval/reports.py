@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -38,18 +39,39 @@ def plot_det(
     label: str | None = None,
 ) -> None:
     """DET curve on normal-deviate axes (ticks in %), optionally marking the EER point."""
-    p_fa, p_miss = np.asarray(p_fa, np.float64), np.asarray(p_miss, np.float64)
-    if p_fa.ndim != 1 or p_fa.shape != p_miss.shape or p_fa.size == 0:
-        raise ValueError(
-            f"plot_det: p_fa {p_fa.shape} and p_miss {p_miss.shape} must be 1-D, same length"
-        )
-    lo, hi = _det_range(p_fa, p_miss)
+    plot_dets({label or "DET": DetCurve(p_fa, p_miss, eer)}, out_png)
+
+
+class DetCurve(NamedTuple):
+    p_fa: Sequence[float]
+    p_miss: Sequence[float]
+    eer: float | None = None  # marked on the curve when given
+
+
+def plot_dets(curves: Mapping[str, DetCurve], out_png: str | os.PathLike) -> None:
+    """Several systems' DET curves on one pair of normal-deviate axes, so they compare at a
+    glance; the range covers every curve."""
+    if not curves:
+        raise ValueError("plot_dets: no curves")
+    arrays = {}
+    for name, curve in curves.items():
+        p_fa, p_miss = np.asarray(curve.p_fa, np.float64), np.asarray(curve.p_miss, np.float64)
+        if p_fa.ndim != 1 or p_fa.shape != p_miss.shape or p_fa.size == 0:
+            raise ValueError(
+                f"plot_det: {name}: p_fa {p_fa.shape} and p_miss {p_miss.shape} must be 1-D, "
+                "same length"
+            )
+        arrays[name] = (p_fa, p_miss)
+    ranges = [_det_range(p_fa, p_miss) for p_fa, p_miss in arrays.values()]
+    lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
     fig = Figure(figsize=DET_FIGSIZE, dpi=DPI)
     ax = fig.add_subplot()
-    ax.plot(_deviate(p_fa), _deviate(p_miss), label=label or "DET")
-    if eer is not None:
-        point = _deviate(np.array([eer]))
-        ax.plot(point, point, "o", label=f"EER {100 * eer:.2f}%")
+    for name, (p_fa, p_miss) in arrays.items():
+        (line,) = ax.plot(_deviate(p_fa), _deviate(p_miss), label=name)
+        eer = curves[name].eer
+        if eer is not None:
+            point = _deviate(np.array([eer]))
+            ax.plot(point, point, "o", color=line.get_color(), label=f"EER {100 * eer:.2f}%")
     ticks = [t for t in _DET_TICKS if lo <= t <= hi]
     for set_ticks, set_labels, set_lim in (
         (ax.set_xticks, ax.set_xticklabels, ax.set_xlim),
@@ -61,7 +83,7 @@ def plot_det(
     ax.set_xlabel("False accept rate (%)")
     ax.set_ylabel("Miss rate (%)")
     ax.grid(True, alpha=0.4)
-    ax.legend(loc="upper right")
+    ax.legend(loc="upper right", fontsize="small")
     _save(fig, out_png)
 
 

@@ -10,6 +10,7 @@ import functools
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from gru_jax.data.store import build_store
 from gru_jax.infer.checkpoint import TrainedEncoder, load_encoder
 from gru_jax.infer.distributed import gather_rows, gather_strings
 from gru_jax.infer.embedding import DEFAULT_MAX_FRAMES, Embedder
+from gru_jax.nn.encoder import ModelConfig, init_params
 from gru_jax.nn.mesh import data_mesh, replicated
 
 
@@ -49,6 +51,24 @@ class EmbeddingModel:
     ) -> EmbeddingModel:
         """The latest checkpoint of a run, or `step`, or the best by validation EER."""
         return cls(load_encoder(run_dir, step=step, best=best))
+
+    @classmethod
+    def untrained(
+        cls, features: FeatureConfig, model: ModelConfig, seed: int = 0
+    ) -> EmbeddingModel:
+        """Freshly initialised weights of a shape: what training adds is measured against it,
+        and speed does not depend on the weights."""
+        params = init_params(model, features.n_features, jax.random.key(seed))
+        encoder = TrainedEncoder(
+            run=RunDir(tempfile.gettempdir()),
+            step=0,
+            features=features,
+            model=model,
+            params=params,
+            class_names=(),
+            meta={},
+        )
+        return cls(encoder)
 
     @property
     def run(self) -> RunDir:

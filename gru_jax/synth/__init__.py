@@ -7,7 +7,8 @@ layout, which the pipeline then reads like any real corpus: only the train comma
 JAX), so it stays a stand-alone tool that works while the pipeline changes around it.
 
 Modules: `voices` (who speaks, on which channel), `dsp` (the audio of one utterance), `corpus`
-(files, lists and re-use on disk), `cli` (the `gru-jax-synth` command).
+(files, lists and re-use on disk), `cli` (the `gru-jax-synth` command); `espeak` and `devcorpus`
+(the `gru-jax-devcorpus` command) make a corpus of espeak-ng speech with the same layout.
 """
 
 from gru_jax.synth.cli import main

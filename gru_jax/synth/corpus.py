@@ -16,9 +16,9 @@ import operator
 import os
 import shutil
 import wave
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol, TypeVar
 
 import numpy as np
 from tqdm import tqdm
@@ -30,10 +30,10 @@ from gru_jax.synth.dsp import synthesize_utterance
 from gru_jax.synth.voices import (
     STREAM_TRIALS,
     STREAM_UTTERANCE,
-    _rng,
     draw_channel,
     draw_session_ids,
     draw_voice,
+    stream_rng,
 )
 
 # Bump when anything that changes the generated audio or lists changes, so stale corpora are
@@ -79,7 +79,9 @@ class CorpusInfo:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Utterance:
+class Utterance:
+    """One file of a corpus: its speaker, session and place (`relpath` under the wav dir)."""
+
     speaker_index: int
     speaker: str
     session: str
@@ -109,7 +111,7 @@ class _SpeakerJob:
     wav_dir: Path
     seed: int
     speaker_index: int
-    utterances: tuple[_Utterance, ...]
+    utterances: tuple[Utterance, ...]
     sample_rate: int
     duration_s: tuple[float, float]
     snr_db: tuple[float, float] | None
@@ -181,27 +183,30 @@ def _speaker_id(speaker_index: int) -> str:
     return f"id{10001 + speaker_index}"
 
 
-def _layout(seed: int, n_speakers: int, n_utterances: int, n_sessions: int) -> list[_Utterance]:
+def layout(
+    seed: int, n_speakers: int, n_utterances: int, n_sessions: int, first_index: int = 0
+) -> list[Utterance]:
     """All utterances, VoxCeleb style: contiguous blocks of utterances per session, numbered from
-    00001 within each session."""
+    00001 within each session. Speakers are `first_index` onwards, so that a corpus can key a
+    group of speakers (devcorpus's test speakers) apart from how many others it has."""
     utterances = []
     sessions_per_speaker = min(n_sessions, n_utterances)
     blocks = np.array_split(np.arange(n_utterances), sessions_per_speaker)
-    for speaker_index in range(n_speakers):
+    for speaker_index in range(first_index, first_index + n_speakers):
         speaker = _speaker_id(speaker_index)
         session_ids = draw_session_ids(seed, speaker_index, sessions_per_speaker)
         for session_index, (session, block) in enumerate(zip(session_ids, blocks, strict=True)):
             for number, utt_index in enumerate(block, start=1):
                 relpath = f"{speaker}/{session}/{number:05d}.wav"
                 utterances.append(
-                    _Utterance(
+                    Utterance(
                         speaker_index, speaker, session, session_index, int(utt_index), relpath
                     )
                 )
     return utterances
 
 
-def _make_trials(seed: int, test_utts: list[_Utterance]) -> list[tuple[int, str, str]]:
+def _make_trials(seed: int, test_utts: list[Utterance]) -> list[tuple[int, str, str]]:
     """Balanced verification trials over the test speakers.
 
     Each utterance enrols against up to TRIALS_PER_UTTERANCE same-speaker utterances (other sessions
@@ -209,7 +214,7 @@ def _make_trials(seed: int, test_utts: list[_Utterance]) -> list[tuple[int, str,
     Unordered pairs never repeat; an utterance that gets no pairs of its own was already paired
     with all candidates of one label, so every utterance appears in some trial.
     """
-    rng = _rng(seed, STREAM_TRIALS)
+    rng = stream_rng(seed, STREAM_TRIALS)
     speakers = np.array([u.speaker_index for u in test_utts])
     sessions = np.array([u.session_index for u in test_utts])
     seen: set[tuple[int, int]] = set()
@@ -235,7 +240,7 @@ def _make_trials(seed: int, test_utts: list[_Utterance]) -> list[tuple[int, str,
     return trials
 
 
-def _enroll_test_split(test_utts: list[_Utterance]) -> tuple[list[_Utterance], list[_Utterance]]:
+def _enroll_test_split(test_utts: list[Utterance]) -> tuple[list[Utterance], list[Utterance]]:
     """Closed-set identification split: each speaker's first session enrols, later sessions test;
     a single-session speaker splits its utterances in half instead."""
     enroll, test = [], []
@@ -251,7 +256,7 @@ def _enroll_test_split(test_utts: list[_Utterance]) -> tuple[list[_Utterance], l
     return enroll, test
 
 
-def _expected_meta(args: _Arguments, utterances: list[_Utterance]) -> dict[str, Any]:
+def _expected_meta(args: _Arguments, utterances: list[Utterance]) -> dict[str, Any]:
     n_speakers = args.n_speakers
     test_indices = set(range(n_speakers - args.n_test_speakers, n_speakers))
     speakers = {}
@@ -274,9 +279,8 @@ def _expected_meta(args: _Arguments, utterances: list[_Utterance]) -> dict[str, 
     return json.loads(json.dumps(meta))  # the form it takes after a round trip through the file
 
 
-def _existing_corpus_matches(
-    root: Path, meta: dict[str, Any], utterances: list[_Utterance]
-) -> bool:
+def existing_corpus_matches(root: Path, meta: dict[str, Any], utterances: list[Utterance]) -> bool:
+    """Whether `root` holds a complete corpus whose meta.json equals `meta`."""
     meta_path = root / META_NAME
     if not meta_path.is_file():
         return False
@@ -293,7 +297,7 @@ def _existing_corpus_matches(
     )
 
 
-def _prepare_output(root: Path) -> None:
+def prepare_output(root: Path) -> None:
     """Clear a previous synthetic corpus at `root`; refuse to touch any other non-empty
     directory."""
     if root.exists() and not root.is_dir():
@@ -334,9 +338,9 @@ def _info(
 
 
 def _speaker_jobs(
-    wav_dir: Path, args: _Arguments, utterances: list[_Utterance]
+    wav_dir: Path, args: _Arguments, utterances: list[Utterance]
 ) -> list[_SpeakerJob]:
-    by_speaker: dict[int, list[_Utterance]] = {}
+    by_speaker: dict[int, list[Utterance]] = {}
     for utt in utterances:
         by_speaker.setdefault(utt.speaker_index, []).append(utt)
     return [
@@ -347,18 +351,31 @@ def _speaker_jobs(
     ]
 
 
-def _synthesize_all(jobs: list[_SpeakerJob], n_workers: int, progress: bool) -> None:
-    """Run the jobs, in worker processes when there are enough files to repay starting them."""
+class _Job(Protocol):
+    """A unit of work for `synthesize_all`: one speaker's files, picklable."""
+
+    @property
+    def utterances(self) -> tuple[Utterance, ...]: ...
+
+
+_J = TypeVar("_J", bound=_Job)
+
+
+def synthesize_all(
+    jobs: Sequence[_J], work: Callable[[_J], int], n_workers: int, progress: bool
+) -> None:
+    """Run `work` (a module-level function: workers import it) on the jobs, in worker processes
+    when there are enough files to repay starting them."""
     n_files = sum(len(job.utterances) for job in jobs)
     if n_files < PARALLEL_MIN_UTTERANCES:
         n_workers = 1
     with tqdm(total=n_files, desc="synth", unit="utt", disable=not progress) as bar:
         if n_workers <= 1:
             for job in jobs:
-                bar.update(_synthesize_speaker(job))
+                bar.update(work(job))
             return
         with worker_pool(n_workers) as pool:
-            for n in pool.map(_synthesize_speaker, jobs, chunksize=4):
+            for n in pool.map(work, jobs, chunksize=4):
                 bar.update(n)
 
 
@@ -368,17 +385,17 @@ def _synthesize_speaker(job: _SpeakerJob) -> int:
     n_channels = job.utterances[-1].session_index + 1
     channels = [draw_channel(job.seed, job.speaker_index, s) for s in range(n_channels)]
     for utt in job.utterances:
-        rng = _rng(job.seed, STREAM_UTTERANCE, job.speaker_index, utt.utt_index)
+        rng = stream_rng(job.seed, STREAM_UTTERANCE, job.speaker_index, utt.utt_index)
         samples = synthesize_utterance(
             voice, channels[utt.session_index], rng, job.sample_rate, job.duration_s, job.snr_db
         )
         atomic_write(
-            job.wav_dir / utt.relpath, functools.partial(_write_wav, samples, job.sample_rate)
+            job.wav_dir / utt.relpath, functools.partial(write_wav, samples, job.sample_rate)
         )
     return len(job.utterances)
 
 
-def _write_wav(samples: np.ndarray, sample_rate: int, handle: IO[bytes]) -> None:
+def write_wav(samples: np.ndarray, sample_rate: int, handle: IO[bytes]) -> None:
     """16-bit mono PCM via the stdlib writer: a fixed header and no metadata chunks, so equal
     samples give equal bytes."""
     with wave.open(handle, "wb") as out:
@@ -391,21 +408,22 @@ def _write_wav(samples: np.ndarray, sample_rate: int, handle: IO[bytes]) -> None
 def _write_lists(
     root: Path,
     meta: dict[str, Any],
-    utterances: list[_Utterance],
+    utterances: list[Utterance],
     trials: list[tuple[int, str, str]],
 ) -> None:
     """The list files, then meta.json last: its presence says the corpus is complete."""
     test_ids = set(meta["test_speakers"])
     enroll, test = _enroll_test_split([u for u in utterances if u.speaker in test_ids])
     train = [u for u in utterances if u.speaker not in test_ids]
-    _write_lines(root / TRAIN_LIST, [f"{u.speaker} {u.relpath}" for u in train])
-    _write_lines(root / TRIALS, [f"{label} {a} {b}" for label, a, b in trials])
-    _write_lines(root / ENROLL_LIST, [f"{u.speaker} {u.relpath}" for u in enroll])
-    _write_lines(root / TEST_LIST, [f"{u.speaker} {u.relpath}" for u in test])
-    _write_lines(root / META_NAME, [json.dumps(meta, indent=2, sort_keys=True)])
+    write_lines(root / TRAIN_LIST, [f"{u.speaker} {u.relpath}" for u in train])
+    write_lines(root / TRIALS, [f"{label} {a} {b}" for label, a, b in trials])
+    write_lines(root / ENROLL_LIST, [f"{u.speaker} {u.relpath}" for u in enroll])
+    write_lines(root / TEST_LIST, [f"{u.speaker} {u.relpath}" for u in test])
+    write_lines(root / META_NAME, [json.dumps(meta, indent=2, sort_keys=True)])
 
 
-def _write_lines(path: Path, lines: Sequence[str]) -> None:
+def write_lines(path: Path, lines: Sequence[str]) -> None:
+    """`lines`, each ended by a newline, written atomically."""
     atomic_write(path, "".join(f"{line}\n" for line in lines))
 
 
@@ -437,15 +455,16 @@ def make_corpus(
     args = _arguments(
         n_speakers, n_utterances, seed, n_test_speakers, sample_rate, duration_s, snr_db, n_sessions
     )
-    utterances = _layout(args.seed, args.n_speakers, args.n_utterances, args.n_sessions)
+    utterances = layout(args.seed, args.n_speakers, args.n_utterances, args.n_sessions)
     meta = _expected_meta(args, utterances)
     test_ids = set(meta["test_speakers"])
     trials = _make_trials(args.seed, [u for u in utterances if u.speaker in test_ids])
-    if _existing_corpus_matches(root, meta, utterances):
+    if existing_corpus_matches(root, meta, utterances):
         return _info(root, meta, len(utterances), len(trials), reused=True)
 
-    _prepare_output(root)
+    prepare_output(root)
     n_workers = (os.cpu_count() or 1) if workers is None else workers
-    _synthesize_all(_speaker_jobs(root / WAV_DIR, args, utterances), n_workers, progress)
+    jobs = _speaker_jobs(root / WAV_DIR, args, utterances)
+    synthesize_all(jobs, _synthesize_speaker, n_workers, progress)
     _write_lists(root, meta, utterances, trials)
     return _info(root, meta, len(utterances), len(trials), reused=False)

@@ -84,7 +84,8 @@ def _timbre_sos(voice: Voice, sample_rate: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=1024)
-def _channel_sos(channel: Channel, sample_rate: int) -> np.ndarray:
+def channel_sos(channel: Channel, sample_rate: int) -> np.ndarray:
+    """The session's colouring as second-order sections: band limits, then its EQ bands."""
     stages = [
         signal.butter(2, channel.highpass_hz, btype="highpass", fs=sample_rate, output="sos"),
         signal.butter(
@@ -310,9 +311,9 @@ def synthesize_utterance(
     talking = slice(segments.starts[1], segments.ends[-2])  # without leading/trailing silence
     _add_frication(speech, voice, segments, rng.normal(0.0, 1.0, n), sample_rate)
     if snr_db is not None:
-        speech += _background(channel, rng, np.mean(speech[talking] ** 2), n, snr_db)
-    out = signal.sosfilt(_channel_sos(channel, sample_rate), speech)
-    return _to_int16(out, channel, rng, talking)
+        speech += background_noise(channel, rng, np.mean(speech[talking] ** 2), n, snr_db)
+    out = signal.sosfilt(channel_sos(channel, sample_rate), speech)
+    return to_int16(out, channel, rng, talking)
 
 
 def _voiced_speech(
@@ -340,7 +341,7 @@ def _add_frication(
         speech += _filter_active(_band_sos(lo, hi, sr), white, envelope)
 
 
-def _background(
+def background_noise(
     channel: Channel,
     rng: np.random.Generator,
     speech_power: float,
@@ -356,9 +357,10 @@ def _background(
     return background * scale
 
 
-def _to_int16(
+def to_int16(
     out: np.ndarray, channel: Channel, rng: np.random.Generator, talking: slice
 ) -> np.ndarray:
+    """`out` (modified in place) at the session's level, measured over `talking`, as int16."""
     rms = np.sqrt(np.mean(out[talking] ** 2))
     if not np.isfinite(rms) or rms == 0.0:
         raise RuntimeError("synthesised utterance is silent or not finite")

@@ -109,7 +109,8 @@ def _floats(values: np.ndarray) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
-def _rng(seed: int, stream: int, *keys: int) -> np.random.Generator:
+def stream_rng(seed: int, stream: int, *keys: int) -> np.random.Generator:
+    """The random stream keyed by (seed, stream, *keys): independent of every other key."""
     return np.random.default_rng([seed, stream, *keys])
 
 
@@ -146,7 +147,7 @@ def _draw_fricative_bands(
 
 def draw_voice(seed: int, speaker_index: int) -> Voice:
     """Voice of speaker `speaker_index`; depends on nothing else, so speakers come in any order."""
-    rng = _rng(seed, STREAM_VOICE, speaker_index)
+    rng = stream_rng(seed, STREAM_VOICE, speaker_index)
     sex = _draw_sex(rng)
     f0_centre, f0_spread, f0_lo, f0_hi = F0_BY_SEX[sex]
     f0 = float(np.clip(f0_centre * np.exp(rng.normal(0.0, f0_spread)), f0_lo, f0_hi))
@@ -177,7 +178,7 @@ def draw_voice(seed: int, speaker_index: int) -> Voice:
 
 def draw_session_ids(seed: int, speaker_index: int, n_sessions: int) -> list[str]:
     """YouTube-like 11-character ids, unique within the speaker."""
-    rng = _rng(seed, STREAM_SESSION_IDS, speaker_index)
+    rng = stream_rng(seed, STREAM_SESSION_IDS, speaker_index)
     ids: list[str] = []
     while len(ids) < n_sessions:
         candidate = "".join(rng.choice(SESSION_ID_ALPHABET, size=11))
@@ -188,7 +189,7 @@ def draw_session_ids(seed: int, speaker_index: int, n_sessions: int) -> list[str
 
 def draw_channel(seed: int, speaker_index: int, session_index: int) -> Channel:
     """Channel of one session; keyed by speaker and session, so sessions never share one."""
-    rng = _rng(seed, STREAM_CHANNEL, speaker_index, session_index)
+    rng = stream_rng(seed, STREAM_CHANNEL, speaker_index, session_index)
     return Channel(
         level_dbfs=float(rng.uniform(-28.0, -22.0)),
         highpass_hz=float(np.exp(rng.uniform(np.log(HIGHPASS_HZ[0]), np.log(HIGHPASS_HZ[1])))),

@@ -14,6 +14,7 @@ from typing import Any
 
 from gru_jax.core import config as configs
 from gru_jax.core.config import Config
+from gru_jax.data.augmentation import AugmentConfig
 from gru_jax.data.features import FeatureConfig
 from gru_jax.infer.checkpoint import upgrade_config
 from gru_jax.nn.augment import SpecAugmentConfig
@@ -33,6 +34,7 @@ class DataConfig(Config):
     min_frames: int = 50  # utterances shorter than this are not used for training
     speakers_per_batch: int = 0  # >0: speaker-balanced batches (required by GE2E)
     val_speakers: int = 8  # held out from training, for the validation EER
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # copies in the feature store
 
     def validate(self) -> None:
         for name in ("crop_frames", "min_frames"):
@@ -86,13 +88,26 @@ class TrainerConfig(Config):
     max_bad_steps: int = 5  # stop after this many non-finite steps in a row
     eval_max_frames: int = 32_000  # frames per embedding batch during validation
     prefetch_workers: int = 2  # threads reading crops ahead (raise for many devices per host)
+    init_from: str = ""  # a run, or one of its checkpoint steps, whose encoder the run starts from
+    freeze_encoder_steps: int = 0  # with init_from: train only the new head for this many steps
 
     def validate(self) -> None:
         for f in dataclasses.fields(self):
-            if f.name != "seed" and getattr(self, f.name) < 1:
+            if f.name not in ("seed", "init_from", "freeze_encoder_steps") and (
+                getattr(self, f.name) < 1
+            ):
                 raise ValueError(
                     f"TrainerConfig.{f.name} must be >= 1, got {getattr(self, f.name)}"
                 )
+        if self.freeze_encoder_steps < 0:
+            raise ValueError(
+                f"TrainerConfig.freeze_encoder_steps must be >= 0, got {self.freeze_encoder_steps}"
+            )
+        if self.freeze_encoder_steps and not self.init_from:
+            raise ValueError(
+                "TrainerConfig.freeze_encoder_steps needs trainer.init_from (--init-from): "
+                "only a trained encoder is worth freezing"
+            )
 
 
 # Fields that do not change what is computed: a run can continue with other values.

@@ -32,9 +32,10 @@ from gru_jax.data.prepare import TrainingData
 from gru_jax.infer.checkpoint import checkpoint_manager, read_meta
 from gru_jax.infer.distributed import local_copy
 from gru_jax.infer.embedding import Embedder
-from gru_jax.nn.mesh import data_mesh, put_rows
+from gru_jax.nn.mesh import data_mesh, put_rows, replicated
 from gru_jax.train import checkpoint
 from gru_jax.train.config import TrainConfig, from_saved, resumed_config
+from gru_jax.train.finetune import source_encoder
 from gru_jax.train.step import initial_state, make_train_step
 from gru_jax.train.validation import validation_eer
 
@@ -110,7 +111,9 @@ def _check_parts(data: TrainingData) -> None:
 
 class Trainer:
     """Trains `cfg` on `data` in `run_dir` (config.json, metrics.jsonl, training_curves.png,
-    checkpoints/). `devices` defaults to every device of every process."""
+    checkpoints/). `devices` defaults to every device of every process. A new run with
+    ``trainer.init_from`` starts from that encoder (`finetune`); a resumed one from its own
+    checkpoint."""
 
     def __init__(
         self,
@@ -148,7 +151,22 @@ class Trainer:
             )
         self.cfg = cfg
         self.parts, self.step_fn = make_train_step(cfg, data.n_classes, self.mesh)
-        state = initial_state(self.parts, self.mesh, cfg.trainer.seed)
+        encoder = None
+        self.init_from: dict[str, Any] | None = (
+            None if saved_meta is None else saved_meta.get("init_from")
+        )
+        if saved_meta is None and cfg.trainer.init_from:
+            encoder, source = source_encoder(cfg, replicated(self.mesh))
+            self.init_from = source.record()
+            frozen = cfg.trainer.freeze_encoder_steps
+            log.info(
+                "%s: encoder from %s, a new head for %d speakers%s",
+                self.run,
+                source,
+                data.n_classes,
+                f", the encoder frozen for {frozen} steps" if frozen else "",
+            )
+        state = initial_state(self.parts, self.mesh, cfg.trainer.seed, encoder)
         self.best_val_eer: float | None = None
         if saved_meta is not None:
             abstract = jax.tree.map(
@@ -190,6 +208,7 @@ class Trainer:
             "val_eer": val_eer,
             "best_val_eer": self.best_val_eer,
             "n_devices": self.mesh.size,
+            "init_from": self.init_from,
         }
 
     def _batches(self, start: int, stop: int) -> Iterator[dict[str, jax.Array]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import optax
 
 from gru_jax.train.config import OptimConfig
@@ -30,7 +32,23 @@ def learning_rate_schedule(cfg: OptimConfig, decay_steps: int) -> optax.Schedule
     )
 
 
-def make_optimizer(cfg: OptimConfig, decay_steps: int) -> optax.GradientTransformation:
+def thaw_schedule(frozen_steps: int, warmup_steps: int) -> optax.Schedule:
+    """The encoder's share of the learning rate when it starts frozen: 0 for `frozen_steps`
+    updates, then its own linear warm-up to 1 over `warmup_steps` (the first thawed update already
+    moves), so a pretrained encoder is not hit at full rate by a head it has never trained with."""
+
+    def share(count: jax.Array) -> jax.Array:
+        return jnp.clip((count - frozen_steps + 1) / max(warmup_steps, 1), 0.0, 1.0)
+
+    return share
+
+
+def make_optimizer(
+    cfg: OptimConfig, decay_steps: int, freeze_encoder_steps: int = 0
+) -> optax.GradientTransformation:
+    """The optimizer of ``{"encoder", "head"}`` parameters. With `freeze_encoder_steps`, the
+    encoder's updates (weight decay included) are scaled by `thaw_schedule`; its gradients still
+    feed the optimizer's moments, so they are estimated, not cold, when it thaws."""
     schedule = learning_rate_schedule(cfg, decay_steps)
     if cfg.name == "adamw":
         opt = optax.adamw(schedule, weight_decay=cfg.weight_decay)
@@ -41,4 +59,13 @@ def make_optimizer(cfg: OptimConfig, decay_steps: int) -> optax.GradientTransfor
         )
     if cfg.clip_norm > 0:
         opt = optax.chain(optax.clip_by_global_norm(cfg.clip_norm), opt)
+    if freeze_encoder_steps:
+        thaw = optax.scale_by_schedule(thaw_schedule(freeze_encoder_steps, cfg.warmup_steps))
+        opt = optax.chain(
+            opt,
+            optax.partition(
+                {"encoder": thaw, "head": optax.identity()},
+                {"encoder": "encoder", "head": "head"},
+            ),
+        )
     return opt

@@ -37,6 +37,7 @@ def training_data(cfg: TrainConfig, source: CorpusSource, progress: bool) -> Tra
         workers=source.workers,
         rebuild=source.rebuild,
         progress=progress and jax.process_index() == 0,
+        augment=cfg.data.augment,
     )
     if jax.process_count() == 1:
         store = prepare_store(source.path, cfg.data.features, **options)

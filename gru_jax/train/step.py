@@ -72,17 +72,20 @@ def train_parts(cfg: TrainConfig, n_classes: int, encoder: nn.Module | None = No
             config=cfg.loss,
             speakers_per_batch=cfg.data.speakers_per_batch or None,
         ),
-        tx=make_optimizer(cfg.optim, cfg.decay_steps),
+        tx=make_optimizer(cfg.optim, cfg.decay_steps, cfg.trainer.freeze_encoder_steps),
         schedule=learning_rate_schedule(cfg.optim, cfg.decay_steps),
     )
 
 
-def init_state(parts: TrainParts, seed: int) -> TrainState:
-    """A fresh training state (a pure function of the config and `seed`)."""
+def init_state(parts: TrainParts, seed: int, encoder: Any = None) -> TrainState:
+    """A fresh training state, a pure function of the config, `seed` and the `encoder`
+    parameters to start from (fine-tuning; default: new ones). The head is always new: it
+    classifies this run's training speakers."""
     enc_key, head_key, run_key = jax.random.split(jax.random.key(seed), 3)
-    feats = jnp.zeros((2, 8, parts.cfg.n_features), jnp.float32)
-    lengths = jnp.full((2,), 8, jnp.int32)
-    encoder = parts.encoder.init(enc_key, feats, lengths)["params"]
+    if encoder is None:
+        feats = jnp.zeros((2, 8, parts.cfg.n_features), jnp.float32)
+        lengths = jnp.full((2,), 8, jnp.int32)
+        encoder = parts.encoder.init(enc_key, feats, lengths)["params"]
     rows = max(2, parts.cfg.trainer.batch_size)
     emb = jnp.zeros((rows, parts.cfg.model.embedding_dim), jnp.float32)
     head = parts.head.init(head_key, emb, jnp.zeros((rows,), jnp.int32), 0.0)["params"]
@@ -186,6 +189,9 @@ def make_train_step(
     return parts, step
 
 
-def initial_state(parts: TrainParts, mesh: jax.sharding.Mesh, seed: int) -> TrainState:
-    """`init_state` computed once, replicated over `mesh`."""
-    return jax.jit(init_state, static_argnums=(0, 1), out_shardings=replicated(mesh))(parts, seed)
+def initial_state(
+    parts: TrainParts, mesh: jax.sharding.Mesh, seed: int, encoder: Any = None
+) -> TrainState:
+    """`init_state` computed once, replicated over `mesh` (`encoder`, if given, already is)."""
+    init = jax.jit(init_state, static_argnums=(0, 1), out_shardings=replicated(mesh))
+    return init(parts, seed, encoder)

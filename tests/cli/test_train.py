@@ -141,3 +141,25 @@ def test_csv_manifest_trains_on_its_train_split(data, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     trained_on = set(load_encoder(tmp_path / "run").class_names)
     assert trained_on and not trained_on & held_out
+
+
+def test_init_from_takes_the_sources_model_and_refuses_a_contradicting_set(run):
+    """--init-from adopts the trained run's features and architecture over the preset's; a --set
+    that contradicts them, or a freeze without a source, is an error naming the field."""
+    from gru_jax.cli.train import config_from_args, parser
+    from gru_jax.core.config import ConfigError
+
+    source = str(run.run_dir)
+    cfg = config_from_args(
+        parser().parse_args(
+            ["--preset", "dev", "--init-from", source, "--freeze-encoder-steps", "5"]
+        )
+    )
+    trained = run.model.encoder.model
+    assert (cfg.model.hidden, cfg.model.layers) == (trained.hidden, trained.layers) != (256, 2)
+    assert cfg.data.features == run.model.features
+    assert (cfg.trainer.init_from, cfg.trainer.freeze_encoder_steps) == (source, 5)
+    with pytest.raises(ConfigError, match=r"model\.hidden: source 48, asked 256"):
+        config_from_args(parser().parse_args(["--init-from", source, "--set", "model.hidden=256"]))
+    with pytest.raises(ValueError, match=r"freeze_encoder_steps needs trainer\.init_from"):
+        config_from_args(parser().parse_args(["--freeze-encoder-steps", "5"]))

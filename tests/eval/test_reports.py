@@ -33,6 +33,22 @@ def test_plot_det(tmp_path):
     assert_no_leftovers(out.parent, ["det.png"])
 
 
+def test_plot_dets_draws_every_system_and_its_eer(tmp_path):
+    out = tmp_path / "dets.png"
+    reports.plot_dets(
+        {
+            "good": reports.DetCurve([1.0, 0.01, 0.0], [0.0, 0.02, 1.0], eer=0.015),
+            "poor": reports.DetCurve([1.0, 0.3, 0.0], [0.0, 0.3, 1.0]),
+        },
+        out,
+    )
+    assert read_png(out).shape[:2] == expected_shape(reports.DET_FIGSIZE)
+    with pytest.raises(ValueError, match="poor: p_fa"):
+        reports.plot_dets({"poor": reports.DetCurve([0.1], [0.1, 0.2])}, out)
+    with pytest.raises(ValueError, match="no curves"):
+        reports.plot_dets({}, out)
+
+
 def test_plot_det_overwrites_atomically(tmp_path):
     out = tmp_path / "det.png"
     out.write_bytes(b"stale")

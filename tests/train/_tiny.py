@@ -57,3 +57,15 @@ def synthetic_training_data(
         progress=False,
     )
     return split_speakers(store, n_val_speakers, seed=0)
+
+
+def train(cfg: TrainConfig, data: TrainingData, run_dir: Path, until: int | None = None, **kw: Any):
+    """A Trainer fitted (to `until`, else to the end) and closed."""
+    from gru_jax.train.loop import Trainer  # JAX loads only for the tests that train
+
+    trainer = Trainer(cfg, data, run_dir, progress=False, **kw)
+    try:
+        trainer.fit(until=until)
+    finally:
+        trainer.close()
+    return trainer

@@ -14,7 +14,7 @@ from gru_jax.infer.checkpoint import load_encoder
 from gru_jax.train.loop import NonFiniteError, Trainer
 from gru_jax.train.optim import learning_rate_schedule
 from gru_jax.train.validation import validation_eer
-from tests.train._tiny import synthetic_training_data, tiny_config
+from tests.train._tiny import synthetic_training_data, tiny_config, train
 
 ONE = dict(devices=jax.devices()[:1])  # 3x faster on a 2-core CPU than 4 virtual devices
 
@@ -34,15 +34,6 @@ def _rows(run_dir):
 
 def _metric_rows(run_dir):
     return [{k: v for k, v in r.items() if k != "frames_per_s"} for r in _rows(run_dir)]
-
-
-def train(cfg, data, run_dir, until=None, **kw):
-    trainer = Trainer(cfg, data, run_dir, progress=False, **kw)
-    try:
-        trainer.fit(until=until)
-    finally:
-        trainer.close()
-    return trainer
 
 
 def test_kill_and_resume_is_bit_exact(data, tmp_path):

@@ -1,0 +1,443 @@
+"""Accuracy on unseen voices: trained recipes and baselines on the same trials, in one run.
+
+    python -m benchmarks.accuracy --out runs/accuracy                      # the recipe table
+    python -m benchmarks.accuracy --out runs/ablations --rows ablations
+    python -m benchmarks.accuracy --out runs/accuracy-demo --rows demo     # the synthetic corpus
+
+Stages, each reused when its output exists (a killed run continues where it stopped):
+
+1. Corpora: the espeak-ng development corpus (`gru_jax.synth.devcorpus`: speech, test voices
+   from variants training never hears), or the synthetic demo corpus; rows that pretrain on
+   "generated voices" also get a large corpus of training variants only.
+2. Training rows: `train.py` run as a subprocess, exactly what a user runs; the wall time of
+   each (feature extraction included) is recorded.
+3. Systems: each trained row, an untrained GRU of the first row's shape, MFCC mean+std
+   statistics with z-norm, and Resemblyzer's pretrained GE2E LSTM when it is installed.
+4. Conditions: the test side of every trial and identification test clean, with noise at
+   10 dB SNR, and cut to 1 s; enrolment stays clean. Scores are the library's (cosine, AS-norm
+   with each system's own training-speaker cohort, EER, minDCF, closed-set top-1).
+5. The table: results.json (stdout too), results.md, det.png (every system, clean).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from benchmarks._common import emit, machine_info
+from benchmarks.peers import GruSystem, MfccStatistics, Resemblyzer, System, resemblyzer_available
+from gru_jax.core.files import atomic_write, atomic_write_json
+from gru_jax.data.audio import load_audio
+from gru_jax.data.augmentation import coloured_noise
+from gru_jax.data.corpora import (
+    ListedUtterance,
+    Trial,
+    find_audio,
+    read_id_list,
+    read_voxceleb_trials,
+)
+from gru_jax.eval import metrics as scoring
+from gru_jax.eval import reports
+from gru_jax.infer.model import EmbeddingModel
+
+log = logging.getLogger("accuracy")
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_RATE = 16000
+NOISY_SNR_DB = 10.0
+CROP_S = 1.0
+COHORT_PER_SPEAKER = 3  # training utterances per cohort speaker (AS-norm) and for MFCC z-norm
+ASNORM_TOP_N = 100
+
+
+# --- rows: what is trained --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    """One trained system: a preset with overrides, trained on the corpus's own training
+    speakers ("target") or on generated voices, optionally starting from another row."""
+
+    name: str
+    preset: str
+    overrides: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    data: str = "target"  # "target" | "generated"
+    init_from: str | None = None  # another row's name
+
+
+# Pretraining on the generated voices, and fine-tuning from it: a lower rate, the margin from the
+# start (the encoder already separates voices), the new head trained alone for 100 steps.
+PRETRAIN = {"trainer.steps": "2000", "data.val_speakers": "20", "trainer.eval_every": "500"}
+FINETUNE = {
+    "trainer.steps": "600",
+    "trainer.freeze_encoder_steps": "100",
+    "optim.learning_rate": "1e-3",
+    "loss.margin_warmup_start": "0",
+    "loss.margin_warmup_steps": "0",
+}
+# One noisy and one reverberant copy of every utterance, and 1.5 s crops (the 1 s test condition).
+AUGMENTED = {"data.augment.noise": "1", "data.augment.reverb": "1", "data.crop_frames": "150"}
+
+ROW_SETS: dict[str, list[Row]] = {
+    "recipe": [
+        Row("scratch", "dev"),
+        Row("generated", "dev", PRETRAIN, data="generated"),
+        Row("generated+finetune", "dev", FINETUNE, init_from="generated"),
+        Row("generated+aug", "dev", {**PRETRAIN, **AUGMENTED}, data="generated"),
+        Row("generated+aug+finetune", "dev", FINETUNE, init_from="generated+aug"),
+    ],
+    "demo": [Row("demo", "demo")],
+}
+CORPUS_OF_ROWS = {"recipe": "dev", "demo": "synth"}
+
+
+# --- the test set -----------------------------------------------------------------------------
+
+
+@dataclass
+class TestSet:
+    """Trials and identification lists of a corpus's test speakers, with their audio in memory
+    (a few hundred utterances), so every system and condition sees the very same samples."""
+
+    trials: list[Trial]
+    enroll: list[ListedUtterance]
+    test: list[ListedUtterance]
+    waves: dict[str, np.ndarray]  # utt_id -> clean 16 kHz audio
+    hard: np.ndarray | None  # per trial: a non-target of the same gender (when genders are known)
+
+    @property
+    def enroll_side(self) -> list[str]:
+        return sorted({t.enroll for t in self.trials} | {u.utt_id for u in self.enroll})
+
+    @property
+    def test_side(self) -> list[str]:
+        return sorted({t.test for t in self.trials} | {u.utt_id for u in self.test})
+
+
+def load_test_set(corpus: Path, genders: Mapping[str, str] | None = None) -> TestSet:
+    trials = read_voxceleb_trials(corpus / "trials.txt")
+    enroll = read_id_list(corpus / "enroll_list.txt")
+    test = read_id_list(corpus / "test_list.txt")
+    ids = {t.enroll for t in trials} | {t.test for t in trials}
+    ids |= {u.utt_id for u in [*enroll, *test]}
+    wav = corpus / "wav"
+    waves = {
+        utt: load_audio(find_audio(wav, utt), SAMPLE_RATE)
+        for utt in tqdm(sorted(ids), desc="test audio", unit="utt", leave=False)
+    }
+    hard = None
+    if genders:
+        speaker = lambda utt: utt.split("/")[0]
+        hard = np.array(
+            [
+                t.label == 0 and genders[speaker(t.enroll)] == genders[speaker(t.test)]
+                for t in trials
+            ]
+        )
+    return TestSet(trials, enroll, test, waves, hard)
+
+
+def training_sample(corpus: Path, per_speaker: int) -> tuple[list[str], list[np.ndarray]]:
+    """Up to `per_speaker` training utterances of every training speaker: each system's AS-norm
+    cohort, and the MFCC baseline's z-norm statistics."""
+    chosen: dict[str, list[str]] = {}
+    for line in (corpus / "train_list.txt").read_text().splitlines():
+        if line.strip():
+            speaker, rel = line.split()
+            if len(chosen.setdefault(speaker, [])) < per_speaker:
+                chosen[speaker].append(rel)
+    speakers, waves = [], []
+    for speaker, rels in sorted(chosen.items()):
+        for rel in rels:
+            speakers.append(speaker)
+            waves.append(load_audio(corpus / "wav" / rel, SAMPLE_RATE))
+    return speakers, waves
+
+
+# --- conditions -------------------------------------------------------------------------------
+
+
+def _noisy(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Pink noise at `NOISY_SNR_DB` against the utterance's power."""
+    pink = coloured_noise(rng, len(wave), 1)
+    gain = np.sqrt(np.mean(wave**2) / (np.mean(pink**2) * 10 ** (NOISY_SNR_DB / 10)))
+    return (wave + gain * pink).astype(np.float32)
+
+
+def _cropped(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    n = int(CROP_S * SAMPLE_RATE)
+    if len(wave) <= n:
+        return wave
+    start = int(rng.integers(0, len(wave) - n + 1))
+    return wave[start : start + n]
+
+
+CONDITIONS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray] | None] = {
+    "clean": None,
+    f"noise {NOISY_SNR_DB:g} dB": _noisy,
+    f"{CROP_S:g} s crops": _cropped,
+}
+
+
+def condition_waves(test_set: TestSet, condition: str, seed: int = 0) -> list[np.ndarray]:
+    """The test side under `condition`; each utterance's randomness depends only on its id."""
+    transform = CONDITIONS[condition]
+    out = []
+    for utt in test_set.test_side:
+        wave = test_set.waves[utt]
+        if transform is not None:
+            key = int.from_bytes(utt.encode(), "little") % (2**63)
+            wave = transform(wave, np.random.default_rng([seed, key]))
+        out.append(wave)
+    return out
+
+
+# --- scoring ----------------------------------------------------------------------------------
+
+
+def score_system(
+    system: System, test_set: TestSet, cohort: tuple[list[str], list[np.ndarray]] | None
+) -> list[dict[str, Any]]:
+    """One row per condition: EER (cosine and AS-norm), hard-trial EER, minDCF, top-1."""
+    enroll_ids, test_ids = test_set.enroll_side, test_set.test_side
+    enroll_vectors = system.embed([test_set.waves[u] for u in enroll_ids])
+    enroll_row = {u: i for i, u in enumerate(enroll_ids)}
+    test_row = {u: i for i, u in enumerate(test_ids)}
+    e_idx = np.array([enroll_row[t.enroll] for t in test_set.trials])
+    t_idx = np.array([test_row[t.test] for t in test_set.trials])
+    labels = np.array([t.label for t in test_set.trials], np.int32)
+    cohort_models = None
+    if cohort is not None:
+        speakers, waves = cohort
+        cohort_models = np.asarray(scoring.speaker_means(system.embed(waves), speakers)[1])
+    rows = []
+    for condition in CONDITIONS:
+        start = time.perf_counter()
+        test_vectors = system.embed(condition_waves(test_set, condition))
+        cosine = np.asarray(scoring.cosine_scores(enroll_vectors, test_vectors, e_idx, t_idx))
+        row: dict[str, Any] = {"system": system.name, "condition": condition}
+        metrics = scoring.verification_metrics(cosine, labels, p_targets=(0.01,))
+        row["eer"], row["min_dcf_0.01"] = metrics["eer"], metrics["min_dcf_0.01"]
+        if cohort_models is not None:
+            normed = scoring.as_norm(
+                cosine, enroll_vectors, test_vectors, e_idx, t_idx, cohort_models, ASNORM_TOP_N
+            )
+            row["eer_asnorm"] = scoring.eer(normed, labels)[0]
+        if test_set.hard is not None:
+            keep = (labels == 1) | test_set.hard
+            row["eer_hard"] = scoring.eer(cosine[keep], labels[keep])[0]
+        if test_set.test:
+            accuracy = scoring.identification_accuracy(
+                enroll_vectors[[enroll_row[u.utt_id] for u in test_set.enroll]],
+                [u.speaker for u in test_set.enroll],
+                test_vectors[[test_row[u.utt_id] for u in test_set.test]],
+                [u.speaker for u in test_set.test],
+                ks=(1,),
+            )
+            row["top1"] = accuracy[1]
+        row["det"] = scoring.det_curve(cosine, labels)[:2] if condition == "clean" else None
+        row["embed_s"] = time.perf_counter() - start
+        rows.append(row)
+    return rows
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+def train_row(row: Row, data: Path, list_file: Path, run: Path, init: Path | None) -> float:
+    """Train `row` with train.py (resumed if it was interrupted); the wall seconds it took."""
+    done = run / "accuracy-row.json"
+    spec = {"row": dataclasses.asdict(row), "data": str(data), "init_from": str(init or "")}
+    if done.is_file() and json.loads(done.read_text())["spec"] == spec:
+        return float(json.loads(done.read_text())["wall_s"])
+    command = [sys.executable, str(REPO / "train.py"), "--preset", row.preset, "--data", str(data)]
+    command += ["--list", str(list_file), "--out", str(run), "--no-progress"]
+    if init is not None:
+        command += ["--init-from", str(init)]
+    for key, value in row.overrides.items():
+        command += ["--set", f"{key}={value}"]
+    log.info("training %s: %s", row.name, " ".join(command))
+    start = time.perf_counter()
+    subprocess.run(command, check=True, cwd=REPO)
+    wall_s = time.perf_counter() - start
+    atomic_write_json(done, {"spec": spec, "wall_s": wall_s})
+    return wall_s
+
+
+# --- the table --------------------------------------------------------------------------------
+
+COLUMNS = ("system", "condition", "eer", "eer_asnorm", "eer_hard", "min_dcf_0.01", "top1")
+
+
+def markdown(result: Mapping[str, Any]) -> str:
+    """The table of a run's `result` (results.json): what the README shows."""
+    percent = {"eer", "eer_asnorm", "eer_hard", "top1"}
+
+    def cell(key: str, value: Any) -> str:
+        if value is None:
+            return "-"
+        if key in percent:
+            return f"{100 * value:.2f}"
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    machine = result["machine"]
+    hard = result["n_hard_nontargets"]
+    lines = [
+        f"Test speakers of `{Path(result['corpus']).name}`: {result['n_trials']} trials"
+        + (f' ({hard} of the non-targets same-gender, the "hard" EER)' if hard else "")
+        + f", {result['n_identification_tests']} closed-set identification tests."
+        f" Hardware: {machine['cpu']}, {machine['cpu_count']} cores"
+        f" (load {machine['load_avg_1_5_15'][2]:.1f} over 15 min at the end), {machine['time']}.",
+        "",
+    ]
+    names = {"eer": "EER %", "eer_asnorm": "EER % AS-norm", "eer_hard": "EER % hard"}
+    names |= {"min_dcf_0.01": "minDCF 0.01", "top1": "top-1 %"}
+    header = [names.get(c, c) for c in COLUMNS]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += [
+        "| " + " | ".join(cell(c, r.get(c)) for c in COLUMNS) + " |" for r in result["results"]
+    ]
+    if result["trained"]:
+        lines += [
+            "",
+            "| trained row | preset | trained on | starts from | steps | training wall time |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {name} | {t['preset']} | {t['data']} | {t['init_from'] or '-'} | {t['steps']} "
+            f"| {t['wall_s'] / 60:.1f} min |"
+            for name, t in result["trained"].items()
+        ]
+    return "\n".join(lines) + "\n"
+
+
+# --- one run ---------------------------------------------------------------------------------
+
+# The development corpus: a small "user's corpus" of training voices (where a GRU trained from
+# scratch overfits) and test voices of variants no training set has. The generated corpus is the
+# many-voices pretraining set: other draws (seed) of the training variants, fewer utterances each.
+DEV_CORPUS = {"n_train_speakers": 40, "n_test_speakers": 40, "n_utterances": 16, "seed": 0}
+GENERATED_CORPUS = {"n_train_speakers": 1000, "n_test_speakers": 2, "n_utterances": 8, "seed": 1}
+
+
+@dataclass(frozen=True)
+class Corpus:
+    root: Path
+    wav_dir: Path
+    train_list: Path
+    genders: Mapping[str, str] | None  # speaker -> gender, for the hard (same-gender) trials
+
+
+def build_corpus(kind: str, out: Path) -> Corpus:
+    """Write (or re-use) the corpus `kind`: "dev", "generated" (espeak-ng) or "synth" (the
+    demo's synthetic corpus, the very one train.py makes without --data)."""
+    if kind == "synth":
+        from gru_jax.cli.train import DEMO_CORPUS
+        from gru_jax.synth import make_corpus
+
+        info = make_corpus(out / "demo", **DEMO_CORPUS)
+        return Corpus(info.root, info.wav_dir, info.train_list, None)
+    from gru_jax.synth.devcorpus import make_devcorpus
+
+    info = make_devcorpus(out / kind, **(DEV_CORPUS if kind == "dev" else GENERATED_CORPUS))
+    speakers = json.loads(info.meta.read_text())["speakers"]
+    genders = {speaker: entry["gender"] for speaker, entry in speakers.items()}
+    return Corpus(info.root, info.wav_dir, info.train_list, genders)
+
+
+def _trained_steps(run: Path) -> int:
+    return int(json.loads((run / "config.json").read_text())["trainer"]["steps"])
+
+
+def run(out: Path, row_set: str, resemblyzer: bool = True) -> dict[str, Any]:
+    """Build, train, score; write results.json, results.md and det.png under `out`."""
+    rows = ROW_SETS[row_set]
+    target = build_corpus(CORPUS_OF_ROWS[row_set], out / "corpora")
+    generated = None
+    if any(row.data == "generated" for row in rows):
+        generated = build_corpus("generated", out / "corpora")
+
+    trained: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        corpus = generated if row.data == "generated" and generated is not None else target
+        init = out / "runs" / row.init_from if row.init_from else None
+        wall_s = train_row(row, corpus.wav_dir, corpus.train_list, out / "runs" / row.name, init)
+        trained[row.name] = {
+            "preset": row.preset,
+            "data": row.data,
+            "init_from": row.init_from,
+            "overrides": dict(row.overrides),
+            "steps": _trained_steps(out / "runs" / row.name),
+            "wall_s": wall_s,
+        }
+
+    test_set = load_test_set(target.root, target.genders)
+    cohort = training_sample(target.root, COHORT_PER_SPEAKER)
+    models = {name: EmbeddingModel.load(out / "runs" / name) for name in trained}
+    first = next(iter(models.values()))
+    systems: list[System] = [GruSystem(f"GRU {name}", model) for name, model in models.items()]
+    systems.append(
+        GruSystem("GRU untrained", EmbeddingModel.untrained(first.features, first.encoder.model))
+    )
+    systems.append(MfccStatistics(cohort[1]))
+    if resemblyzer and resemblyzer_available():
+        systems.append(Resemblyzer())
+    elif resemblyzer:
+        log.warning("resemblyzer is not installed: its row is left out (see benchmarks/peers.py)")
+
+    scored: list[dict[str, Any]] = []
+    curves: dict[str, reports.DetCurve] = {}
+    for system in tqdm(systems, desc="systems", unit="system"):
+        for row in score_system(system, test_set, cohort):
+            det = row.pop("det")
+            if det is not None:
+                curves[system.name] = reports.DetCurve(*det, eer=row["eer"])
+            scored.append(row)
+    reports.plot_dets(curves, out / "det.png")
+    result = {
+        "benchmark": "accuracy",
+        "rows": row_set,
+        "corpus": str(target.root),
+        "n_trials": len(test_set.trials),
+        "n_hard_nontargets": None if test_set.hard is None else int(test_set.hard.sum()),
+        "n_identification_tests": len(test_set.test),
+        "trained": trained,
+        "results": scored,
+        "machine": machine_info(),
+    }
+    atomic_write_json(out / "results.json", result)
+    atomic_write(out / "results.md", markdown(result))
+    return result
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--out", required=True, help="where corpora, runs and the table go")
+    p.add_argument("--rows", default="recipe", choices=sorted(ROW_SETS))
+    p.add_argument("--no-resemblyzer", action="store_true", help="leave the pretrained peer out")
+    p.add_argument("--json", help="also write the JSON result here")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    result = run(Path(args.out), args.rows, resemblyzer=not args.no_resemblyzer)
+    emit(result, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

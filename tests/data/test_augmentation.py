@@ -1,0 +1,188 @@
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from gru_jax.data.augmentation import (
+    AugmentConfig,
+    Copy,
+    add_noise,
+    augment,
+    copies_of,
+    copy_rng,
+    copy_speaker,
+    reverberate,
+    source_speaker,
+)
+from gru_jax.data.corpora import Utterance
+from gru_jax.data.features import FeatureConfig
+from gru_jax.data.prepare import split_speakers, store_dir_for
+from gru_jax.data.store import StoreError, build_store
+from tests.data._audio import SR, speechlike
+
+CFG = FeatureConfig(n_mels=24)
+AUG = AugmentConfig(noise=1, reverb=1, speed=(0.9, 1.1), seed=3)
+
+
+def _snr_db(wave, noise):
+    return 10 * np.log10(np.mean(wave.astype(np.float64) ** 2) / np.mean(noise**2))
+
+
+def _spectral_peak_hz(x):
+    return np.argmax(np.abs(np.fft.rfft(x))) * SR / len(x)
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    utts = []
+    for k in range(10):
+        spk = f"id1000{k % 5}"
+        path = tmp_path / "wav" / spk / f"u{k}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, speechlike(0.6 + 0.05 * k, seed=k), SR)
+        utts.append(Utterance(f"{spk}/u{k}", spk, str(path)))
+    return utts
+
+
+@pytest.mark.parametrize("snr", [0.0, 7.5, 20.0])
+def test_noise_copy_has_the_requested_snr(snr):
+    wave = speechlike(1.0)
+    for seed in range(4):  # every generated kind of noise
+        rng = np.random.default_rng(seed)
+        noisy, noise = add_noise(wave, rng, AugmentConfig(snr_db=(snr, snr)), SR)
+        np.testing.assert_allclose(noisy - wave, noise, atol=1e-6)
+        assert abs(_snr_db(wave, noise) - snr) < 0.5
+
+
+def test_copies_are_deterministic_whatever_the_order():
+    wave = speechlike(0.5)
+    copies = copies_of("a/u1", AUG) + copies_of("b/u2", AUG)
+    forward = [augment(wave, c, AUG, SR) for c in copies]
+    backward = [augment(wave, c, AUG, SR) for c in reversed(copies)][::-1]
+    for a, b in zip(forward, backward, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(forward[0], forward[len(forward) // 2])  # another utterance
+    other_seed = AugmentConfig(noise=1, seed=4)
+    assert not np.array_equal(forward[0], augment(wave, copies[0], other_seed, SR))
+
+
+def test_speed_copy_length_and_new_speaker():
+    wave = speechlike(1.0)
+    for k, factor in enumerate(AUG.speed):
+        copy = Copy("id10001/u1", "speed", k)
+        out = augment(wave, copy, AUG, SR)
+        assert abs(len(out) - len(wave) / factor) <= 2
+        assert copy_speaker("id10001", copy.tag(AUG)) == f"sp{factor:g}-id10001"
+        assert source_speaker(f"sp{factor:g}-id10001", copy.tag(AUG)) == "id10001"
+    assert copy_speaker("id10001", "noise0") == "id10001"
+
+
+def test_reverb_copy_differs_and_keeps_length():
+    wave = speechlike(1.0)
+    out = augment(wave, Copy("u", "reverb", 0), AUG, SR)
+    assert len(out) == len(wave) and np.isfinite(out).all()
+    assert np.corrcoef(out, wave)[0, 1] < 0.99
+    np.testing.assert_allclose(np.mean(out**2), np.mean(wave**2), rtol=1e-3)
+
+
+def test_reverb_reads_rir_dir(tmp_path):
+    rir = np.zeros(800, np.float32)
+    rir[100] = 0.5  # a pure delay: the aligned, power-normalised copy is the source itself
+    sf.write(tmp_path / "rir.wav", rir, SR)
+    wave = speechlike(0.5)
+    cfg = AugmentConfig(reverb=1, rir_dir=str(tmp_path))
+    out = reverberate(wave, copy_rng(cfg, Copy("u", "reverb", 0)), cfg, SR)
+    np.testing.assert_allclose(out, wave, atol=1e-5)
+
+
+def test_musan_layout_is_used(tmp_path):
+    t = np.arange(2 * SR) / SR
+    (tmp_path / "noise").mkdir()
+    sf.write(tmp_path / "noise" / "hum.wav", 0.3 * np.sin(2 * np.pi * 1000 * t), SR)
+    cfg = AugmentConfig(noise=1, musan_dir=str(tmp_path), snr_db=(5.0, 5.0))
+    wave = speechlike(0.5)
+    for seed in range(3):
+        _, noise = add_noise(wave, np.random.default_rng(seed), cfg, SR)
+        assert abs(_spectral_peak_hz(noise) - 1000) < 5
+        assert abs(_snr_db(wave, noise) - 5.0) < 0.5
+    # Only speech/: babble, a sum of several files.
+    (tmp_path / "babble" / "speech").mkdir(parents=True)
+    for k, hz in enumerate((300, 700, 1100, 1500, 1900, 2300, 2700)):
+        sf.write(tmp_path / "babble" / "speech" / f"s{k}.wav", 0.3 * np.sin(2 * np.pi * hz * t), SR)
+    babble_cfg = AugmentConfig(noise=1, musan_dir=str(tmp_path / "babble"), snr_db=(5.0, 5.0))
+    _, babble = add_noise(wave, np.random.default_rng(0), babble_cfg, SR)
+    spectrum = np.abs(np.fft.rfft(babble))
+    assert np.sum(spectrum > 0.1 * spectrum.max()) >= 2  # more than one talker's tone
+
+
+def test_store_holds_the_copies(corpus, tmp_path):
+    store = build_store(corpus, tmp_path / "s", CFG, workers=1, progress=False, augment=AUG)
+    n = len(corpus)
+    assert len(store) == 5 * n
+    assert store.manifest["augmented"] == {"noise": n, "reverb": n, "speed": 2 * n}
+    assert store.manifest["n_speakers"] == 3 * 5
+    i = store.index_of("id10001/u1#sp0.9")
+    assert store.speakers[i] == "sp0.9-id10001" and store.source_speakers[i] == "id10001"
+    j = store.index_of("id10001/u1#noise0")
+    assert store.speakers[j] == "id10001" and store.augment[j] == "noise0"
+    assert store.lengths[i] > store.lengths[store.index_of("id10001/u1")]
+    assert not np.array_equal(store.read(j), store.read(store.index_of("id10001/u1")))
+    # Another worker count and order of the corpus give the same features.
+    again = build_store(
+        corpus[::-1], tmp_path / "s2", CFG, workers=2, progress=False, augment=AUG, shard_size=7
+    )
+    assert list(again.ids) == list(store.ids)
+    for k in range(len(store)):
+        np.testing.assert_array_equal(again.read(k), store.read(k))
+
+
+def test_store_key_changes_only_with_copies(corpus, tmp_path):
+    # The key the default FeatureConfig gave before augmentation existed.
+    before = tmp_path / "features" / "x-58d0065890-8551e400ddc0"
+    assert store_dir_for("/tmp/x", None, FeatureConfig(), tmp_path) == before
+    assert store_dir_for("/tmp/x", None, FeatureConfig(), tmp_path, augment=AugmentConfig()) == (
+        before
+    )
+    assert store_dir_for("/tmp/x", None, FeatureConfig(), tmp_path, augment=AUG) != before
+    plain = build_store(
+        corpus, tmp_path / "s", CFG, workers=1, progress=False, augment=AugmentConfig(seed=5)
+    )
+    manifest = json.loads((plain.path / "manifest.json").read_text())
+    assert "augment" not in manifest and "augmented" not in manifest
+    assert len(plain) == len(corpus) and set(plain.augment) == {""}
+    with pytest.raises(StoreError, match="augmentation"):
+        build_store(corpus, tmp_path / "s", CFG, workers=1, progress=False, augment=AUG)
+
+
+def test_validation_holds_no_copies(corpus, tmp_path):
+    store = build_store(corpus, tmp_path / "s", CFG, workers=1, progress=False, augment=AUG)
+    plain = build_store(corpus, tmp_path / "p", CFG, workers=1, progress=False)
+    data = split_speakers(store, 2, seed=1)
+    val = set(store.speakers[data.val_indices].tolist())
+    assert val == set(plain.speakers[split_speakers(plain, 2, seed=1).val_indices].tolist())
+    assert len(val) == 2 and set(store.augment[data.val_indices].tolist()) == {""}
+    assert len(data.val_indices) == np.isin(plain.speakers, list(val)).sum()
+    assert not np.isin(store.source_speakers[data.train_indices], list(val)).any()
+    speed_of_val = {f"sp{f:g}-{s}" for f in AUG.speed for s in val}
+    assert not speed_of_val & set(data.class_names)
+    assert len(data.class_names) == 3 * 3  # three training speakers and their speed copies
+    assert set(store.augment[data.train_indices].tolist()) == {"", "noise0", "reverb0"} | {
+        f"sp{f:g}" for f in AUG.speed
+    }
+
+
+def test_set_overrides_reach_the_augment_section():
+    from gru_jax.train.config import TrainConfig, with_overrides
+
+    cfg = with_overrides(
+        TrainConfig(),
+        {
+            "data.augment.noise": "2",
+            "data.augment.speed": "0.9,1.1",
+            "data.augment.musan_dir": "/m",
+        },
+    )
+    assert cfg.data.augment == AugmentConfig(noise=2, speed=(0.9, 1.1), musan_dir="/m")
+    with pytest.raises(ValueError, match="speed"):
+        with_overrides(TrainConfig(), {"data.augment.speed": "1.0"})
