@@ -89,6 +89,8 @@ FINETUNE = {
 }
 # One noisy and one reverberant copy of every utterance, and 1.5 s crops (the 1 s test condition).
 AUGMENTED = {"data.augment.noise": "1", "data.augment.reverb": "1", "data.crop_frames": "150"}
+# Aimed at the noisy and 1 s conditions: two noise copies, 1 s crops, more (cheaper) steps.
+NOISE_SHORT = {"data.augment.noise": "2", "data.crop_frames": "100", "trainer.steps": "3000"}
 
 ROW_SETS: dict[str, list[Row]] = {
     "recipe": [
@@ -97,6 +99,7 @@ ROW_SETS: dict[str, list[Row]] = {
         Row("generated+finetune", "dev", FINETUNE, init_from="generated"),
         Row("generated+aug", "dev", {**PRETRAIN, **AUGMENTED}, data="generated"),
         Row("generated+aug+finetune", "dev", FINETUNE, init_from="generated+aug"),
+        Row("generated+noise, 1 s crops", "dev", {**PRETRAIN, **NOISE_SHORT}, data="generated"),
     ],
     "demo": [Row("demo", "demo")],
 }
