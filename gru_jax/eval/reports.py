@@ -67,11 +67,12 @@ def plot_dets(curves: Mapping[str, DetCurve], out_png: str | os.PathLike) -> Non
     fig = Figure(figsize=DET_FIGSIZE, dpi=DPI)
     ax = fig.add_subplot()
     for name, (p_fa, p_miss) in arrays.items():
-        (line,) = ax.plot(_deviate(p_fa), _deviate(p_miss), label=name)
         eer = curves[name].eer
+        label = name if eer is None else f"{name} (EER {100 * eer:.2f}%)"
+        (line,) = ax.plot(_deviate(p_fa), _deviate(p_miss), label=label)
         if eer is not None:
             point = _deviate(np.array([eer]))
-            ax.plot(point, point, "o", color=line.get_color(), label=f"EER {100 * eer:.2f}%")
+            ax.plot(point, point, "o", color=line.get_color())
     ticks = [t for t in _DET_TICKS if lo <= t <= hi]
     for set_ticks, set_labels, set_lim in (
         (ax.set_xticks, ax.set_xticklabels, ax.set_xlim),
@@ -83,7 +84,8 @@ def plot_dets(curves: Mapping[str, DetCurve], out_png: str | os.PathLike) -> Non
     ax.set_xlabel("False accept rate (%)")
     ax.set_ylabel("Miss rate (%)")
     ax.grid(True, alpha=0.4)
-    ax.legend(loc="upper right", fontsize="small")
+    # Curves run from the top left to the bottom right: the lower left corner is the emptiest.
+    ax.legend(loc="lower left", fontsize="small" if len(arrays) <= 3 else "x-small")
     _save(fig, out_png)
 
 
