@@ -9,9 +9,10 @@ on their original audio only, and their speed-perturbed copies (new speakers) ar
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,28 @@ def store_dir_for(
     return Path(cache_dir or default_cache_dir()) / "features" / name
 
 
+def _store_builder(
+    data: str | os.PathLike[str],
+    list_file: str | None,
+    cfg: FeatureConfig,
+    workers: int | None,
+    rebuild: bool,
+    progress: bool,
+    augment: AugmentConfig | None,
+) -> Callable[[Sequence[Utterance], Path], Store]:
+    """`build_store` of (utterances, path) with everything else of one corpus fixed."""
+    sources = [str(data)] + ([str(list_file)] if list_file else [])
+    return functools.partial(
+        build_store,
+        cfg=cfg,
+        workers=workers,
+        rebuild=rebuild,
+        progress=progress,
+        sources=sources,
+        augment=augment,
+    )
+
+
 def prepare_store(
     data: str | os.PathLike[str],
     cfg: FeatureConfig,
@@ -65,22 +88,9 @@ def prepare_store(
 ) -> Store:
     """Read the corpus at `data` (any supported layout) and build or reuse its feature store."""
     utterances = read_corpus(str(data), list_file, split=split)
-    path = (
-        Path(store_dir)
-        if store_dir
-        else store_dir_for(data, list_file, cfg, split=split, augment=augment)
-    )
-    sources = [str(data)] + ([str(list_file)] if list_file else [])
-    return build_store(
-        utterances,
-        path,
-        cfg,
-        workers=workers,
-        rebuild=rebuild,
-        progress=progress,
-        sources=sources,
-        augment=augment,
-    )
+    path = Path(store_dir or store_dir_for(data, list_file, cfg, split=split, augment=augment))
+    build = _store_builder(data, list_file, cfg, workers, rebuild, progress, augment)
+    return build(utterances, path)
 
 
 @dataclass(frozen=True)
@@ -204,25 +214,12 @@ def prepare_parts(
     )
     if augment is not None:
         class_names = tuple(sorted((*class_names, *speed_speakers(list(class_names), augment))))
-    base = (
-        Path(store_dir)
-        if store_dir
-        else store_dir_for(data, list_file, cfg, split=split, augment=augment)
-    )
-    sources = [str(data)] + ([str(list_file)] if list_file else [])
+    base = Path(store_dir or store_dir_for(data, list_file, cfg, split=split, augment=augment))
+    build = _store_builder(data, list_file, cfg, workers, rebuild, progress, augment)
     held = []
     for index in parts:
-        store = build_store(
-            corpus_part(utterances, index, n_parts),
-            base / f"part{index}of{n_parts}"
-            if store_dir
-            else Path(f"{base}-part{index}of{n_parts}"),
-            cfg,
-            workers=workers,
-            rebuild=rebuild,
-            progress=progress,
-            sources=sources,
-            augment=augment,
-        )
+        part = f"part{index}of{n_parts}"
+        path = base / part if store_dir else Path(f"{base}-{part}")
+        store = build(corpus_part(utterances, index, n_parts), path)
         held.append(data_part(index, store, class_names, val))
     return TrainingData(class_names, tuple(held), n_parts)

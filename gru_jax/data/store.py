@@ -96,16 +96,14 @@ class Store:
         self.manifest = manifest
         self.feature_config = feature_config_from_dict(manifest["feature_config"])
         self.n_features = int(manifest["n_features"])
-        ids, speakers, sessions, paths, shard, offset, lengths, tags = (
-            [],
-            [],
-            [],
-            [],
-            [],
-            [],
-            [],
-            [],
-        )
+        ids: list[str] = []
+        speakers: list[str] = []
+        sessions: list[str] = []
+        paths: list[str] = []
+        tags: list[str] = []
+        shard: list[int] = []
+        offset: list[int] = []
+        lengths: list[int] = []
         self._shards: list[np.ndarray] = []
         for k, name in enumerate(manifest["shards"]):
             index = json.loads((self.path / f"{name}.index.json").read_text())
