@@ -33,7 +33,7 @@ def test_plot_det(tmp_path):
     assert_no_leftovers(out.parent, ["det.png"])
 
 
-def test_plot_dets_draws_every_system_and_its_eer(tmp_path):
+def test_plot_dets_writes_one_det_figure_and_refuses_malformed_curves(tmp_path):
     out = tmp_path / "dets.png"
     reports.plot_dets(
         {
