@@ -75,6 +75,16 @@ class Row:
     overrides: Mapping[str, str] = dataclasses.field(default_factory=dict)
     data: str = "target"  # "target" | "generated"
     init_from: str | None = None  # another row's name
+    average_last: int = 1  # > 1: also score the mean of this many latest checkpoints
+
+
+@dataclass(frozen=True)
+class RowSet:
+    """Rows trained and scored together on one corpus's test speakers."""
+
+    corpus: str  # "dev" (the espeak-ng development corpus) | "synth" (the demo's)
+    rows: tuple[Row, ...]
+    baselines: bool = True  # also an untrained GRU, MFCC statistics and Resemblyzer
 
 
 # Pretraining on the generated voices, and fine-tuning from it: a lower rate, the margin from the
@@ -92,18 +102,67 @@ AUGMENTED = {"data.augment.noise": "1", "data.augment.reverb": "1", "data.crop_f
 # Aimed at the noisy and 1 s conditions: two noise copies, 1 s crops, more (cheaper) steps.
 NOISE_SHORT = {"data.augment.noise": "2", "data.crop_frames": "100", "trainer.steps": "3000"}
 
-ROW_SETS: dict[str, list[Row]] = {
-    "recipe": [
-        Row("scratch", "dev"),
-        Row("generated", "dev", PRETRAIN, data="generated"),
-        Row("generated+finetune", "dev", FINETUNE, init_from="generated"),
-        Row("generated+aug", "dev", {**PRETRAIN, **AUGMENTED}, data="generated"),
-        Row("generated+aug+finetune", "dev", FINETUNE, init_from="generated+aug"),
-        Row("generated+noise, 1 s crops", "dev", {**PRETRAIN, **NOISE_SHORT}, data="generated"),
-    ],
-    "demo": [Row("demo", "demo")],
+# Ablations: one change each to the best recipe row, at half its steps (1,500: ~5 CPU minutes
+# a row), with the last 5 checkpoints kept 100 steps apart for checkpoint averaging.
+ABLATION_BASE = {
+    **PRETRAIN,
+    **NOISE_SHORT,
+    "trainer.steps": "1500",
+    "trainer.checkpoint_every": "100",
+    "trainer.keep_checkpoints": "5",
 }
-CORPUS_OF_ROWS = {"recipe": "dev", "demo": "synth"}
+# WeSpeaker's large-margin fine-tuning: the trained model, longer crops, a larger margin.
+LARGE_MARGIN = {
+    "data.augment.noise": "2",
+    "data.val_speakers": "20",
+    "trainer.steps": "300",
+    "trainer.freeze_encoder_steps": "50",
+    "optim.learning_rate": "5e-4",
+    "optim.warmup_steps": "20",
+    "loss.margin": "0.4",
+    "loss.margin_warmup_start": "0",
+    "loss.margin_warmup_steps": "0",
+    "data.crop_frames": "200",
+}
+ABLATIONS = {
+    "attentive stats pooling": {"model.pooling": "attentive"},
+    "AAM margin 0.3": {"loss.margin": "0.3"},
+    "no margin warm-up": {"loss.margin_warmup_start": "0", "loss.margin_warmup_steps": "0"},
+    "GE2E (16 speakers x 4)": {"loss.kind": "ge2e", "data.speakers_per_batch": "16"},
+    "step LR schedule": {"optim.schedule": "step", "optim.step_every": "500"},
+    "3 layers": {"model.layers": "3"},
+    "2 s crops": {"data.crop_frames": "200"},
+    "bidirectional": {"model.bidirectional": "true"},
+    "80 log-mel": {"data.features.n_mels": "80"},
+    "no CMN": {"data.features.cmn": "none"},
+}
+
+ROW_SETS: dict[str, RowSet] = {
+    "recipe": RowSet(
+        "dev",
+        (
+            Row("scratch", "dev"),
+            Row("generated", "dev", PRETRAIN, data="generated"),
+            Row("generated+finetune", "dev", FINETUNE, init_from="generated"),
+            Row("generated+aug", "dev", {**PRETRAIN, **AUGMENTED}, data="generated"),
+            Row("generated+aug+finetune", "dev", FINETUNE, init_from="generated+aug"),
+            Row("generated+noise, 1 s crops", "dev", {**PRETRAIN, **NOISE_SHORT}, data="generated"),
+        ),
+    ),
+    "ablations": RowSet(
+        "dev",
+        (
+            Row("base", "dev", ABLATION_BASE, data="generated", average_last=5),
+            Row("base + large-margin fine-tune", "dev", LARGE_MARGIN, "generated", "base"),
+            *(
+                Row(name, "dev", {**ABLATION_BASE, **change}, data="generated")
+                for name, change in ABLATIONS.items()
+            ),
+        ),
+        baselines=False,
+    ),
+    "demo": RowSet("synth", (Row("demo", "demo"),)),
+}
 
 
 # --- the test set -----------------------------------------------------------------------------
@@ -313,16 +372,20 @@ def markdown(result: Mapping[str, Any]) -> str:
         "| " + " | ".join(cell(c, r.get(c)) for c in COLUMNS) + " |" for r in result["results"]
     ]
     if result["trained"]:
+        first = next(iter(result["trained"].values()))["overrides"]
         lines += [
             "",
-            "| trained row | preset | trained on | starts from | steps | training wall time |",
-            "|---|---|---|---|---|---|",
+            "| trained row | preset | trained on | starts from | steps | training wall time "
+            "| settings (`--set`; after the first row, those that differ from it) |",
+            "|---|---|---|---|---|---|---|",
         ]
-        lines += [
-            f"| {name} | {t['preset']} | {t['data']} | {t['init_from'] or '-'} | {t['steps']} "
-            f"| {t['wall_s'] / 60:.1f} min |"
-            for name, t in result["trained"].items()
-        ]
+        for i, (name, t) in enumerate(result["trained"].items()):
+            changed = {k: v for k, v in t["overrides"].items() if i == 0 or first.get(k) != v}
+            settings = " ".join(f"`{k}={v}`" for k, v in changed.items()) or "-"
+            lines.append(
+                f"| {name} | {t['preset']} | {t['data']} | {t['init_from'] or '-'} | {t['steps']} "
+                f"| {t['wall_s'] / 60:.1f} min | {settings} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -360,14 +423,31 @@ def build_corpus(kind: str, out: Path) -> Corpus:
     return Corpus(info.root, info.wav_dir, info.train_list, genders)
 
 
+def baselines(
+    trained: EmbeddingModel, cohort: tuple[list[str], list[np.ndarray]], resemblyzer: bool
+) -> list[System]:
+    """What training is measured against: the same GRU untrained, MFCC statistics, a peer."""
+    systems: list[System] = [
+        GruSystem(
+            "GRU untrained", EmbeddingModel.untrained(trained.features, trained.encoder.model)
+        ),
+        MfccStatistics(cohort[1]),
+    ]
+    if resemblyzer and resemblyzer_available():
+        systems.append(Resemblyzer())
+    elif resemblyzer:
+        log.warning("resemblyzer is not installed: its row is left out (see benchmarks/peers.py)")
+    return systems
+
+
 def _trained_steps(run: Path) -> int:
     return int(json.loads((run / "config.json").read_text())["trainer"]["steps"])
 
 
 def run(out: Path, row_set: str, resemblyzer: bool = True) -> dict[str, Any]:
     """Build, train, score; write results.json, results.md and det.png under `out`."""
-    rows = ROW_SETS[row_set]
-    target = build_corpus(CORPUS_OF_ROWS[row_set], out / "corpora")
+    rows = ROW_SETS[row_set].rows
+    target = build_corpus(ROW_SETS[row_set].corpus, out / "corpora")
     generated = None
     if any(row.data == "generated" for row in rows):
         generated = build_corpus("generated", out / "corpora")
@@ -388,17 +468,14 @@ def run(out: Path, row_set: str, resemblyzer: bool = True) -> dict[str, Any]:
 
     test_set = load_test_set(target.root, target.genders)
     cohort = training_sample(target.root, COHORT_PER_SPEAKER)
-    models = {name: EmbeddingModel.load(out / "runs" / name) for name in trained}
-    first = next(iter(models.values()))
-    systems: list[System] = [GruSystem(f"GRU {name}", model) for name, model in models.items()]
-    systems.append(
-        GruSystem("GRU untrained", EmbeddingModel.untrained(first.features, first.encoder.model))
-    )
-    systems.append(MfccStatistics(cohort[1]))
-    if resemblyzer and resemblyzer_available():
-        systems.append(Resemblyzer())
-    elif resemblyzer:
-        log.warning("resemblyzer is not installed: its row is left out (see benchmarks/peers.py)")
+    systems: list[System] = []
+    for row in rows:
+        systems.append(GruSystem(f"GRU {row.name}", EmbeddingModel.load(out / "runs" / row.name)))
+        if row.average_last > 1:
+            averaged = EmbeddingModel.load(out / "runs" / row.name, average_last=row.average_last)
+            systems.append(GruSystem(f"GRU {row.name}, last {row.average_last} averaged", averaged))
+    if ROW_SETS[row_set].baselines:
+        systems += baselines(EmbeddingModel.load(out / "runs" / rows[0].name), cohort, resemblyzer)
 
     scored: list[dict[str, Any]] = []
     curves: dict[str, reports.DetCurve] = {}

@@ -81,6 +81,14 @@ def _common(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--best", action="store_true", help="use the checkpoint with the best validation EER"
     )
+    sub.add_argument(
+        "--average-last",
+        type=int,
+        default=1,
+        metavar="K",
+        help="average the parameters of the K latest checkpoints up to --step (default: 1, "
+        "none); the run must keep K (trainer.keep_checkpoints)",
+    )
     sub.add_argument("--no-progress", action="store_true")
     sub.add_argument("-v", "--verbose", action="store_true")
 
@@ -256,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
 def _model(args: argparse.Namespace) -> EmbeddingModel:
     from gru_jax.infer.model import EmbeddingModel
 
-    return EmbeddingModel.load(args.checkpoint, step=args.step, best=args.best)
+    return EmbeddingModel.load(
+        args.checkpoint, step=args.step, best=args.best, average_last=args.average_last
+    )
 
 
 def _discover_lists(args: argparse.Namespace) -> None:
@@ -292,6 +302,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         far=args.far,
         step=args.step,
         best=args.best,
+        average_last=args.average_last,
         store_dir=args.store_dir,
         cohort_store=args.cohort_store,
         workers=args.workers,

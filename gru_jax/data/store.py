@@ -315,7 +315,8 @@ def build_store(
     path = Path(path)
     augment = augment if augment is not None and augment.enabled else None
     rows = _rows(utterances, augment)
-    augment_dict = configs.to_dict(augment) if augment is not None else None
+    # In the manifest's JSON form (tuples become lists), so that a reopened store compares equal.
+    augment_dict = json.loads(json.dumps(configs.to_dict(augment))) if augment is not None else None
     manifest = _check_or_start_manifest(
         path, cfg, augment_dict, dtype, shard_size, _digest(rows), rebuild
     )

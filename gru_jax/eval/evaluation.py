@@ -261,6 +261,7 @@ def evaluate(
     *,
     step: int | None = None,
     best: bool = False,
+    average_last: int = 1,
     store_dir: str | os.PathLike[str] | None = None,
     cohort_store: str | os.PathLike[str] | None = None,
     cohort_per_speaker: int = 10,
@@ -269,7 +270,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """Score `trials` and/or identification lists with a checkpoint; write reports; return them.
 
-    `run_dir` may also be an already loaded `EmbeddingModel` (then `step`/`best` are unused).
+    `run_dir` may also be an already loaded `EmbeddingModel` (then `step`, `best` and
+    `average_last` are unused).
     The decision threshold `verify` uses is calibrated on the scores that match it best: test
     utterances against enrolled speakers' means when identification lists are given, else the
     trial list; at the EER, or at the false-accept rate `far` when given. `asnorm_top_n` > 0
@@ -295,7 +297,7 @@ def evaluate(
     model = (
         run_dir
         if isinstance(run_dir, EmbeddingModel)
-        else EmbeddingModel.load(run_dir, step=step, best=best)
+        else EmbeddingModel.load(run_dir, step=step, best=best, average_last=average_last)
     )
     out = Path(out_dir) if out_dir is not None else model.run.eval
     sources = [str(Path(p)) for p in (trials, enroll_list, test_list) if p is not None]

@@ -114,12 +114,32 @@ class TrainedEncoder:
     """What inference needs from a run: the encoder's parameters and the configs they belong to."""
 
     run: RunDir
-    step: int
+    step: int  # the checkpoint read (the latest of them when averaged)
     features: FeatureConfig
     model: ModelConfig
     params: Any
     class_names: tuple[str, ...]  # the training speakers (the AS-norm cohort, for example)
     meta: dict[str, Any]
+    averaged_steps: tuple[int, ...] = ()  # the checkpoints whose parameters were averaged
+
+
+def averaged_steps(
+    manager: ocp.CheckpointManager, last: int, k: int, meta: dict[str, Any]
+) -> list[int]:
+    """The `k` latest kept steps up to `last`: the checkpoints an average is taken over.
+
+    Only the run's `keep_checkpoints` latest are kept in sequence (the best one may be older),
+    so more than that is refused rather than averaged with a stray early checkpoint.
+    """
+    kept = upgrade_config(meta["config"]).get("trainer", {}).get("keep_checkpoints", k)
+    steps = [s for s in sorted(manager.all_steps()) if s <= last]
+    if len(steps) < k or k > kept:
+        raise FileNotFoundError(
+            f"{manager.directory}: cannot average the last {k} checkpoints up to step {last}: "
+            f"the run keeps its latest {kept} (kept up to that step: {steps}); train with "
+            f"--set trainer.keep_checkpoints={k} or more"
+        )
+    return steps[-k:]
 
 
 def load_encoder(
@@ -127,12 +147,20 @@ def load_encoder(
     step: int | None = None,
     best: bool = False,
     sharding: jax.sharding.Sharding | None = None,
+    average_last: int = 1,
 ) -> TrainedEncoder:
     """Restore a run's encoder (latest checkpoint, `step`, or the best by validation EER).
 
     Only the encoder's arrays are read, placed with `sharding` (default: replicated on the first
     local device's mesh of one), whatever the device count of the run that saved them.
+    `average_last` > 1 averages the parameters of that many latest checkpoints up to the chosen
+    one (as WeSpeaker and ESPnet do): the late checkpoints of a decaying schedule sit around
+    one minimum, and their mean generalises a little better than any of them.
     """
+    if average_last < 1:
+        raise ConfigError(f"average_last must be >= 1, got {average_last}")
+    if average_last > 1 and best:
+        raise ConfigError("average the last checkpoints or take the best one, not both")
     run = RunDir(run_dir)
     if not run.checkpoints.is_dir():
         raise FileNotFoundError(f"{run}: not a training run directory (no checkpoints/ inside)")
@@ -141,6 +169,7 @@ def load_encoder(
         step = pick_step(manager, step, best)
         meta = read_meta(manager, step)
         features, model = encoder_configs(meta["config"])
+        steps = averaged_steps(manager, step, average_last, meta) if average_last > 1 else [step]
         sharding = sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         shapes = jax.eval_shape(
             functools.partial(init_params, model, features.n_features), jax.random.key(0)
@@ -148,33 +177,41 @@ def load_encoder(
         abstract = jax.tree.map(
             lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), shapes
         )
-        target = {"params": {"encoder": abstract}}
-        try:
-            restored = manager.restore(
-                step,
-                args=ocp.args.Composite(
-                    **{
-                        STATE: ocp.args.PyTreeRestore(
-                            item=target,
-                            restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-                            partial_restore=True,
-                        )
-                    }
-                ),
-            )
-        except (ValueError, KeyError) as e:
-            raise ConfigError(
-                f"{run} step {step}: the saved encoder parameters do not match the model config "
-                f"saved with them ({e})"
-            ) from None
+        restored = [_restore_encoder(manager, run, s, abstract) for s in steps]
     finally:
         manager.close()
+    params = jax.tree.map(lambda *leaves: sum(leaves) / len(leaves), *restored)
     return TrainedEncoder(
         run=run,
         step=step,
         features=features,
         model=model,
-        params=restored[STATE]["params"]["encoder"],
+        params=params,
         class_names=tuple(meta["class_names"]),
         meta=meta,
+        averaged_steps=tuple(steps) if len(steps) > 1 else (),
     )
+
+
+def _restore_encoder(manager: ocp.CheckpointManager, run: RunDir, step: int, abstract: Any) -> Any:
+    """`state.params.encoder` of one step (orbax partial restore) into `abstract`'s placement."""
+    target = {"params": {"encoder": abstract}}
+    try:
+        restored = manager.restore(
+            step,
+            args=ocp.args.Composite(
+                **{
+                    STATE: ocp.args.PyTreeRestore(
+                        item=target,
+                        restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+                        partial_restore=True,
+                    )
+                }
+            ),
+        )
+    except (ValueError, KeyError) as e:
+        raise ConfigError(
+            f"{run} step {step}: the saved encoder parameters do not match the model config "
+            f"saved with them ({e})"
+        ) from None
+    return restored[STATE]["params"]["encoder"]

@@ -47,10 +47,15 @@ class EmbeddingModel:
 
     @classmethod
     def load(
-        cls, run_dir: str | os.PathLike[str], step: int | None = None, best: bool = False
+        cls,
+        run_dir: str | os.PathLike[str],
+        step: int | None = None,
+        best: bool = False,
+        average_last: int = 1,
     ) -> EmbeddingModel:
-        """The latest checkpoint of a run, or `step`, or the best by validation EER."""
-        return cls(load_encoder(run_dir, step=step, best=best))
+        """The latest checkpoint of a run, or `step`, or the best by validation EER; with
+        `average_last` > 1, the mean of that many latest checkpoints up to it."""
+        return cls(load_encoder(run_dir, step=step, best=best, average_last=average_last))
 
     @classmethod
     def untrained(
@@ -98,13 +103,16 @@ class EmbeddingModel:
 
     def identity(self) -> dict[str, Any]:
         """What produced a set of vectors: saved beside them and checked before mixing them."""
-        return {
+        identity = {
             "run_dir": str(self.run),
             "step": self.step,
             "model_hash": config_hash(self.encoder.model),
             "feature_hash": self.features.hash(),
             "weights": self.fingerprint,
         }
+        if self.encoder.averaged_steps:
+            identity["averaged_steps"] = list(self.encoder.averaged_steps)
+        return identity
 
     def embed_source(
         self, source: FeatureSource, indices: np.ndarray | None = None, progress: bool = False

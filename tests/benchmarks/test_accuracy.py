@@ -10,6 +10,8 @@ import pytest
 from benchmarks import accuracy
 from benchmarks.peers import GruSystem, MfccStatistics
 from gru_jax.infer.model import EmbeddingModel
+from gru_jax.train.config import with_overrides
+from gru_jax.train.presets import PRESETS
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +87,22 @@ def test_markdown_table_shows_percentages_and_training_rows():
             {"system": "MFCC", "condition": "clean", "eer": 0.25, "eer_asnorm": None},
         ],
         "trained": {
-            "a": {"preset": "dev", "data": "target", "init_from": "g", "steps": 600, "wall_s": 90.0}
+            "a": {
+                "preset": "dev",
+                "data": "target",
+                "init_from": "g",
+                "steps": 600,
+                "wall_s": 90.0,
+                "overrides": {"trainer.steps": "600", "loss.margin": "0.2"},
+            },
+            "b": {
+                "preset": "dev",
+                "data": "generated",
+                "init_from": None,
+                "steps": 600,
+                "wall_s": 60.0,
+                "overrides": {"trainer.steps": "600", "loss.margin": "0.3"},
+            },
         },
     }
     table = accuracy.markdown(result)
@@ -93,4 +110,19 @@ def test_markdown_table_shows_percentages_and_training_rows():
     assert "X, 2 cores (load 3.0 over 15 min at the end), T." in table
     assert "| GRU a | clean | 1.23 | - | - | 0.200 | 100.00 |" in table
     assert "| MFCC | clean | 25.00 | - | - | - | - |" in table
-    assert "| a | dev | target | g | 600 | 1.5 min |" in table
+    assert (
+        "| a | dev | target | g | 600 | 1.5 min | `trainer.steps=600` `loss.margin=0.2` |" in table
+    )
+    assert "| b | dev | generated | - | 600 | 1.0 min | `loss.margin=0.3` |" in table
+
+
+@pytest.mark.parametrize("row_set", sorted(accuracy.ROW_SETS))
+def test_every_row_is_a_valid_training_config(row_set):
+    """A typo in a row would otherwise surface an hour into the benchmark."""
+    names = set()
+    for row in accuracy.ROW_SETS[row_set].rows:
+        source = {"trainer.init_from": f"runs/{row.init_from}"} if row.init_from else {}
+        with_overrides(PRESETS[row.preset](), {**row.overrides, **source}).validate()
+        assert row.init_from is None or row.init_from in names, "a row starts from a later one"
+        names.add(row.name)
+    assert len(names) == len(accuracy.ROW_SETS[row_set].rows)

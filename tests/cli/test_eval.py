@@ -121,6 +121,9 @@ def test_user_errors_exit_2_with_a_message(run, tmp_path, capsys):
     assert main(["identify", "--checkpoint", str(run.run_dir), "--db", str(tmp_path / "none.npz"),
                  own[0]]) == 2  # fmt: skip
     assert "no speaker database" in capsys.readouterr().err
+    assert main(["verify", "--checkpoint", str(run.run_dir), "--db", str(db_path),
+                 "--speaker", first, "--average-last", "9", own[0]]) == 2  # fmt: skip
+    assert "cannot average the last 9 checkpoints" in capsys.readouterr().err
 
 
 def test_embed_writes_npz_and_kaldi_speaker_vectors(run, tmp_path, capsys):

@@ -128,6 +128,11 @@ def test_store_holds_the_copies(corpus, tmp_path):
     assert store.speakers[j] == "id10001" and store.augment[j] == "noise0"
     assert store.lengths[i] > store.lengths[store.index_of("id10001/u1")]
     assert not np.array_equal(store.read(j), store.read(store.index_of("id10001/u1")))
+    # Asked again (the next run), the finished store is reused as it is, not refused or rebuilt.
+    built = {f: f.stat().st_mtime_ns for f in store.path.iterdir()}
+    reopened = build_store(corpus, tmp_path / "s", CFG, workers=1, progress=False, augment=AUG)
+    assert list(reopened.ids) == list(store.ids)
+    assert {f: f.stat().st_mtime_ns for f in store.path.iterdir()} == built
     # Another worker count and order of the corpus give the same features.
     again = build_store(
         corpus[::-1], tmp_path / "s2", CFG, workers=2, progress=False, augment=AUG, shard_size=7

@@ -58,3 +58,38 @@ def test_missing_runs_and_steps_are_clear(tmp_path):
     _save(tmp_path, _config(16), _config(16))
     with pytest.raises(FileNotFoundError, match=r"no checkpoint at step 7 \(kept: \[3\]\)"):
         load_encoder(tmp_path, step=7)
+
+
+def test_the_last_checkpoints_are_averaged(tmp_path):
+    """The mean of the latest K kept steps (up to `step`); the best one, kept though older, is
+    never mixed in, and more than the run keeps in sequence is refused."""
+    cfg = _config(16)
+    mesh = data_mesh(jax.devices()[:1])
+    manager = checkpoint_manager(RunDir(tmp_path), keep=cfg.trainer.keep_checkpoints, create=True)
+    meta = {"config": to_dict(cfg), "class_names": list("abcde")}
+    encoders = {}
+    for step, val_eer in ((1, 0.01), (2, 0.5), (3, 0.4), (4, 0.3)):
+        state = initial_state(train_parts(cfg, 5), mesh, step)  # other weights at every step
+        checkpoint.save(manager, step, state, meta, val_eer=val_eer)
+        encoders[step] = jax.tree.leaves(state.params["encoder"])
+    manager.wait_until_finished()
+    manager.close()
+
+    def mean(steps):
+        return [np.mean([np.asarray(encoders[s][i]) for s in steps], axis=0) for i in range(3)]
+
+    for kwargs, steps in (
+        ({"average_last": 3}, (2, 3, 4)),
+        ({"step": 3, "average_last": 2}, (2, 3)),
+    ):
+        encoder = load_encoder(tmp_path, **kwargs)
+        assert encoder.averaged_steps == steps and encoder.step == steps[-1]
+        for got, want in zip(jax.tree.leaves(encoder.params)[:3], mean(steps), strict=True):
+            np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6, atol=1e-7)
+    assert load_encoder(tmp_path).averaged_steps == ()
+    with pytest.raises(FileNotFoundError, match=r"keeps its latest 3 .*\[1, 2, 3, 4\]"):
+        load_encoder(tmp_path, average_last=4)  # four are kept, but step 1 is only the best
+    with pytest.raises(FileNotFoundError, match="keep_checkpoints=3 or more"):
+        load_encoder(tmp_path, step=2, average_last=3)  # only 1 and 2 up to step 2
+    with pytest.raises(ConfigError, match="not both"):
+        load_encoder(tmp_path, best=True, average_last=2)
