@@ -17,7 +17,8 @@ import optax
 from gru_jax.core.config import Config
 from gru_jax.nn.functional import l2_normalize
 
-LOSS_KINDS = ("softmax", "am", "aam", "ge2e")
+LOSS_KINDS = ("softmax", "am", "aam", "ge2e", "ge2e+aam")
+SPEAKER_BALANCED = ("ge2e", "ge2e+aam")  # the loss kinds that group a batch by speaker
 SINE_FLOOR = 1e-12  # keeps d sqrt(1 - cos^2) finite at cos = +-1
 GE2E_MIN_W = 1e-6  # the similarity scale w is kept positive (Wan et al. 2018)
 
@@ -31,7 +32,7 @@ class LossConfig(Config):
     θ + m > π use the monotonic fallback cos θ - m sin(m) (the `th`/`mm` trick).
     """
 
-    kind: str = "aam"  # "softmax" | "am" | "aam" | "ge2e"
+    kind: str = "aam"  # "softmax" | "am" | "aam" | "ge2e" | "ge2e+aam" (the two losses summed)
     scale: float = 30.0
     margin: float = 0.2
     margin_warmup_steps: int = 0  # margin ramps linearly from 0 to `margin` over these steps
@@ -137,11 +138,12 @@ def _accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 class SpeakerHead(nn.Module):
-    """Classifier weights [E, n_classes] (softmax adds a bias) or GE2E's scalars w, b.
+    """Classifier weights [E, n_classes] (softmax adds a bias) or GE2E's scalars w, b (or both).
 
     Returns (mean loss, {"accuracy"}). Accuracy is the argmax of the margin-free logits: what the
     classifier predicts at test time. For GE2E the batch must be speaker-major, `speakers_per_batch`
-    speakers of equal count; labels and `n_classes` are then unused.
+    speakers of equal count; labels and `n_classes` are then unused. GE2E+AAM adds the two losses:
+    the classifier sees every training speaker, GE2E compares the batch's utterances directly.
     """
 
     n_classes: int
@@ -168,6 +170,8 @@ class SpeakerHead(nn.Module):
         else:
             with_margin = additive_angular_margin(cos, labels, margin, easy_margin=cfg.easy_margin)
         loss = _cross_entropy(cfg.scale * with_margin, labels)
+        if cfg.kind == "ge2e+aam":  # a metric-learning term beside the classifier's
+            loss = loss + self._ge2e(emb)[0]
         return loss, {"accuracy": _accuracy(cos, labels)}
 
     def _ge2e(self, emb: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:

@@ -19,7 +19,7 @@ from gru_jax.data.features import FeatureConfig
 from gru_jax.infer.checkpoint import upgrade_config
 from gru_jax.nn.augment import SpecAugmentConfig
 from gru_jax.nn.encoder import ModelConfig
-from gru_jax.nn.heads import LossConfig
+from gru_jax.nn.heads import SPEAKER_BALANCED, LossConfig
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "step", "constant")
@@ -136,7 +136,7 @@ class TrainConfig(Config):
 
     def validate(self) -> None:
         spb = self.data.speakers_per_batch
-        if self.loss.kind == "ge2e" and spb <= 0:
+        if self.loss.kind in SPEAKER_BALANCED and spb <= 0:
             raise ValueError("GE2E needs speaker-balanced batches: set data.speakers_per_batch > 0")
         if spb and self.trainer.batch_size % spb:
             raise ValueError(

@@ -144,6 +144,20 @@ def test_ge2e_loss_matches_numpy_and_head():
     np.testing.assert_allclose(loss, got, rtol=1e-6)  # b does not change the softmax loss
 
 
+def test_ge2e_plus_aam_is_the_sum_of_the_two_losses():
+    emb, labels = head_inputs(batch=6, seed=8)
+    both = SpeakerHead(C, LossConfig(kind="ge2e+aam"), speakers_per_batch=3)
+    params = both.init(jax.random.key(0), emb, labels, 0.2)["params"]
+    assert set(params) == {"weight", "w", "b"}
+    loss, metrics = both.apply({"params": params}, emb, labels, 0.2)
+    aam, aam_metrics = SpeakerHead(C, LossConfig(kind="aam")).apply(
+        {"params": {"weight": params["weight"]}}, emb, labels, 0.2
+    )
+    grouped = jnp.reshape(emb, (3, 2, -1))
+    np.testing.assert_allclose(loss, aam + ge2e_loss(grouped, params["w"], params["b"]), rtol=1e-6)
+    assert metrics == aam_metrics  # accuracy is the classifier's
+
+
 def test_ge2e_head_rejects_uneven_batches():
     head = SpeakerHead(0, LossConfig(kind="ge2e"), speakers_per_batch=4)
     with pytest.raises(ValueError, match="speakers_per_batch"):
@@ -178,7 +192,7 @@ def test_accuracy_on_crafted_batch():
     assert float(metrics["accuracy"]) == pytest.approx(5 / 6)
 
 
-@pytest.mark.parametrize("kind", ["softmax", "am", "aam", "ge2e"])
+@pytest.mark.parametrize("kind", ["softmax", "am", "aam", "ge2e", "ge2e+aam"])
 def test_head_gradients_are_finite_and_nonzero(kind):
     emb, labels = head_inputs(batch=6, seed=5)
     head = SpeakerHead(C, LossConfig(kind=kind), speakers_per_batch=3)
@@ -187,7 +201,7 @@ def test_head_gradients_are_finite_and_nonzero(kind):
     grads, emb_grad = jax.grad(loss_fn, argnums=(0, 1))(params, emb)
     for name, g in [*grads.items(), ("emb", emb_grad)]:
         assert np.all(np.isfinite(g)), name
-        if (kind, name) == ("ge2e", "b"):
+        if kind.startswith("ge2e") and name == "b":
             assert abs(float(g)) < 1e-6  # a shared offset leaves the softmax unchanged
         else:
             assert np.any(np.asarray(g) != 0), name

@@ -49,8 +49,9 @@ def test_bad_override_values_are_config_errors():
         with_overrides(tiny_config(), {"model.hidden": "0"})
     with pytest.raises(ConfigError, match=r"trainer.steps='x': expected an integer"):
         with_overrides(tiny_config(), {"trainer.steps": "x"})
-    with pytest.raises(ConfigError, match="GE2E needs speaker-balanced"):
-        with_overrides(tiny_config(), {"loss.kind": "ge2e"})
+    for kind in ("ge2e", "ge2e+aam"):
+        with pytest.raises(ConfigError, match="GE2E needs speaker-balanced"):
+            with_overrides(tiny_config(), {"loss.kind": kind})
 
 
 def test_resuming_allows_only_changes_that_keep_the_math():

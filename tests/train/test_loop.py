@@ -187,9 +187,10 @@ def test_short_training_lowers_loss_and_validation_eer(tmp_path):
     assert result.last_val_eer < eer_before - 0.05, (eer_before, result.last_val_eer)
 
 
-def test_ge2e_trains_on_speaker_balanced_batches(data, tmp_path):
+@pytest.mark.parametrize("kind", ["ge2e", "ge2e+aam"])
+def test_ge2e_trains_on_speaker_balanced_batches(data, tmp_path, kind):
     cfg = tiny_config(
-        data={"speakers_per_batch": 4}, loss={"kind": "ge2e"}, trainer={"steps": 3, "eval_every": 3}
+        data={"speakers_per_batch": 4}, loss={"kind": kind}, trainer={"steps": 3, "eval_every": 3}
     )
     trainer = Trainer(cfg, data, tmp_path / "run", progress=False, **ONE)
     batch = trainer.stream.batch(0)
