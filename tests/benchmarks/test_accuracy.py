@@ -126,3 +126,9 @@ def test_every_row_is_a_valid_training_config(row_set):
         assert row.init_from is None or row.init_from in names, "a row starts from a later one"
         names.add(row.name)
     assert len(names) == len(accuracy.ROW_SETS[row_set].rows)
+
+
+def test_the_pretrain_preset_is_the_measured_recipe_row():
+    """The README's starting model (`--preset pretrain`) is the row whose numbers it quotes."""
+    (row,) = [r for r in accuracy.ROW_SETS["recipe"].rows if r.name == "generated+noise, 1 s crops"]
+    assert with_overrides(PRESETS[row.preset](), row.overrides) == PRESETS["pretrain"]()
