@@ -15,10 +15,11 @@ from gru_jax.data.augmentation import (
     reverberate,
     source_speaker,
 )
-from gru_jax.data.corpora import Utterance
+from gru_jax.data.corpora import Utterance, read_corpus
 from gru_jax.data.features import FeatureConfig
-from gru_jax.data.prepare import split_speakers, store_dir_for
+from gru_jax.data.prepare import corpus_part, prepare_parts, split_speakers, store_dir_for
 from gru_jax.data.store import StoreError, build_store
+from gru_jax.synth import make_corpus
 from tests.data._audio import SR, speechlike
 
 CFG = FeatureConfig(n_mels=24)
@@ -191,3 +192,28 @@ def test_set_overrides_reach_the_augment_section():
     assert cfg.data.augment == AugmentConfig(noise=2, speed=(0.9, 1.1), musan_dir="/m")
     with pytest.raises(ValueError, match="speed"):
         with_overrides(TrainConfig(), {"data.augment.speed": "1.0"})
+
+
+def test_each_process_part_holds_its_own_utterances_and_their_copies(tmp_path):
+    """Multi-host data with copies: a part's store has its utterances and exactly their copies,
+    the parts together train on every row the single store would, and agree on the classes."""
+    info = make_corpus(tmp_path / "c", n_speakers=6, n_utterances=3, seed=2, progress=False)
+    aug = AugmentConfig(noise=1, speed=(0.9,), seed=3)
+    kw = dict(list_file=str(info.train_list), workers=1, progress=False, augment=aug)
+    data = prepare_parts(info.wav_dir, CFG, [0, 1], 2, 1, 0, store_dir=tmp_path / "p", **kw)
+    utterances = read_corpus(str(info.wav_dir), str(info.train_list))
+    (val,) = {s for p in data.parts for s in p.store.speakers[p.val_indices]}
+    trained = []
+    for part in data.parts:
+        own = {u.utt_id for u in corpus_part(utterances, part.index, 2)}
+        assert {i.split("#")[0] for i in part.store.ids} == own
+        assert len(part.store) == 3 * len(own)  # the original, its noise copy, its speed copy
+        assert set(part.store.augment[part.val_indices].tolist()) == {""}
+        names = [data.class_names[k] for k in part.train_labels]
+        assert names == part.store.speakers[part.train_indices].tolist()
+        assert val not in part.store.source_speakers[part.train_indices]
+        trained += part.store.ids[part.train_indices].tolist()
+    whole = prepare_parts(info.wav_dir, CFG, [0], 1, 1, 0, store_dir=tmp_path / "w", **kw)
+    (single,) = whole.parts
+    assert whole.class_names == data.class_names and f"sp0.9-{val}" not in data.class_names
+    assert sorted(trained) == sorted(single.store.ids[single.train_indices].tolist())
