@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import soundfile
 from scipy import signal
 
 from gru_jax.core.config import Config, config_hash
@@ -223,13 +224,19 @@ def _musan_noise(musan_dir: str, rng: np.random.Generator, n: int, sample_rate: 
     files = found[kind]
     n_files = rng.integers(BABBLE_TALKERS[0], BABBLE_TALKERS[1] + 1) if kind == "babble" else 1
     picks = rng.integers(len(files), size=n_files)
-    return np.sum([_stretch(load_audio(files[i], sample_rate), rng, n) for i in picks], axis=0)
+    return np.sum([_noise_segment(files[i], rng, n, sample_rate) for i in picks], axis=0)
 
 
-def _stretch(noise: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
-    """`n` samples of `noise` from a random start, repeated when it is shorter."""
-    start = rng.integers(len(noise))
-    return np.resize(np.roll(noise, -start), n)
+def _noise_segment(path: str, rng: np.random.Generator, n: int, sample_rate: int) -> np.ndarray:
+    """`n` samples of a noise file from a random start, repeated when it is shorter. Only that
+    segment is read: MUSAN's music and speech files last minutes, an utterance seconds."""
+    seconds = n / sample_rate
+    duration = soundfile.info(path).duration
+    if duration <= seconds:
+        noise = load_audio(path, sample_rate)
+        return np.resize(np.roll(noise, -rng.integers(len(noise))), n)
+    start = rng.uniform(0.0, duration - seconds)
+    return np.resize(load_audio(path, sample_rate, start, start + seconds), n)
 
 
 @functools.cache

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from gru_jax.data import augmentation
 from gru_jax.data.augmentation import (
     AugmentConfig,
     Copy,
@@ -115,6 +116,26 @@ def test_musan_layout_is_used(tmp_path):
     _, babble = add_noise(wave, np.random.default_rng(0), babble_cfg, SR)
     spectrum = np.abs(np.fft.rfft(babble))
     assert np.sum(spectrum > 0.1 * spectrum.max()) >= 2  # more than one talker's tone
+
+
+def test_a_long_noise_file_is_read_only_where_it_is_used(tmp_path, monkeypatch):
+    """Music files last minutes: a copy reads one utterance's length of one, from anywhere."""
+    (tmp_path / "music").mkdir()
+    ramp = np.linspace(-0.9, 0.9, 60 * SR, dtype=np.float32)  # each sample tells its position
+    sf.write(tmp_path / "music" / "long.wav", ramp, SR, subtype="FLOAT")
+    reads = []
+    real = augmentation.load_audio
+    monkeypatch.setattr(augmentation, "load_audio", lambda *a: reads.append(a[2:]) or real(*a))
+    cfg = AugmentConfig(noise=1, musan_dir=str(tmp_path), snr_db=(5.0, 5.0))
+    wave = speechlike(0.5)
+    starts = []
+    for seed in range(4):
+        _, noise = add_noise(wave, np.random.default_rng(seed), cfg, SR)
+        step = np.diff(noise.astype(np.float64))
+        np.testing.assert_allclose(step, np.median(step), rtol=0.1)  # one unbroken stretch
+        starts.append(reads[-1][0])
+    assert all(end - start == pytest.approx(len(wave) / SR) for start, end in reads)
+    assert len(set(starts)) == 4 and max(starts) < 60 - 0.5
 
 
 def test_store_holds_the_copies(corpus, tmp_path):
