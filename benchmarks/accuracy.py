@@ -105,8 +105,8 @@ NOISE_SHORT = {"data.augment.noise": "2", "data.crop_frames": "100", "trainer.st
 # The two ablations that helped in noise and on short tests most, together at full length.
 GE2E_80 = {"loss.kind": "ge2e", "data.speakers_per_batch": "16", "data.features.n_mels": "80"}
 
-# Ablations: one change each to the best recipe row, at half its steps (1,500: ~5 CPU minutes
-# a row), with the last 5 checkpoints kept 100 steps apart for checkpoint averaging.
+# Ablations: one change each to the best recipe row, at half its steps (1,500), with the last 5
+# checkpoints kept 100 steps apart for checkpoint averaging.
 ABLATION_BASE = {
     **PRETRAIN,
     **NOISE_SHORT,
@@ -477,14 +477,15 @@ def run(out: Path, row_set: str, resemblyzer: bool = True) -> dict[str, Any]:
 
     test_set = load_test_set(target.root, target.genders)
     cohort = training_sample(target.root, COHORT_PER_SPEAKER)
+    models = {row.name: EmbeddingModel.load(out / "runs" / row.name) for row in rows}
     systems: list[System] = []
     for row in rows:
-        systems.append(GruSystem(f"GRU {row.name}", EmbeddingModel.load(out / "runs" / row.name)))
+        systems.append(GruSystem(f"GRU {row.name}", models[row.name]))
         if row.average_last > 1:
             averaged = EmbeddingModel.load(out / "runs" / row.name, average_last=row.average_last)
             systems.append(GruSystem(f"GRU {row.name}, last {row.average_last} averaged", averaged))
     if ROW_SETS[row_set].baselines:
-        systems += baselines(EmbeddingModel.load(out / "runs" / rows[0].name), cohort, resemblyzer)
+        systems += baselines(models[rows[0].name], cohort, resemblyzer)
 
     scored: list[dict[str, Any]] = []
     curves: dict[str, reports.DetCurve] = {}

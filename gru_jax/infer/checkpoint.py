@@ -123,7 +123,7 @@ class TrainedEncoder:
     averaged_steps: tuple[int, ...] = ()  # the checkpoints whose parameters were averaged
 
 
-def averaged_steps(
+def steps_to_average(
     manager: ocp.CheckpointManager, last: int, k: int, meta: dict[str, Any]
 ) -> list[int]:
     """The `k` latest kept steps up to `last`: the checkpoints an average is taken over.
@@ -169,7 +169,7 @@ def load_encoder(
         step = pick_step(manager, step, best)
         meta = read_meta(manager, step)
         features, model = encoder_configs(meta["config"])
-        steps = averaged_steps(manager, step, average_last, meta) if average_last > 1 else [step]
+        steps = steps_to_average(manager, step, average_last, meta) if average_last > 1 else [step]
         sharding = sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         shapes = jax.eval_shape(
             functools.partial(init_params, model, features.n_features), jax.random.key(0)
