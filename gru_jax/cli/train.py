@@ -19,8 +19,8 @@ from gru_jax.cli.common import (
 from gru_jax.core.config import ConfigError
 from gru_jax.core.rundir import RunDir
 
-# Voices cost a minute of synthesis per 6,000 files, and unseen-voice EER fell with the number of
-# training voices more than with anything else the demo can afford (benchmarks/README.md).
+# Generated voices are free and unseen-voice EER fell with their number more than with anything
+# else the demo's time allows (benchmarks/README.md, "The demo"); the last 50 stay unseen.
 DEMO_CORPUS = {"n_speakers": 600, "n_utterances": 10, "n_test_speakers": 50, "seed": 0}
 
 

@@ -13,7 +13,7 @@ from gru_jax.train.config import DataConfig, OptimConfig, TrainConfig, TrainerCo
 
 
 def demo() -> TrainConfig:
-    """The synthetic demo corpus's 540 training voices on a 2-core CPU in about 4 minutes.
+    """The synthetic demo corpus's 540 training voices on a 2-core CPU in a few minutes.
 
     Measured on the demo's unseen voices (benchmarks/README.md, "The demo"): more voices and the
     steps to fit them were the gain; 80 log-mel, 3 layers, attentive pooling, dropout with
