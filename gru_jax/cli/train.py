@@ -21,7 +21,7 @@ from gru_jax.core.rundir import RunDir
 
 # Generated voices are free and unseen-voice EER fell with their number more than with anything
 # else the demo's time allows (benchmarks/README.md, "The demo"); the last 50 stay unseen.
-DEMO_CORPUS = {"n_speakers": 600, "n_utterances": 10, "n_test_speakers": 50, "seed": 0}
+DEMO_CORPUS = {"n_speakers": 1500, "n_utterances": 10, "n_test_speakers": 50, "seed": 0}
 
 
 def parser() -> argparse.ArgumentParser:

@@ -29,6 +29,7 @@ def train_cli(data, out, *extra: str) -> list[str]:
     wav_dir = Path(data.store.paths[0]).parents[2]
     tiny = [
         "data.features.n_mels=24",
+        f"data.features.hop_ms={data.store.feature_config.hop_ms}",  # the store's, not the preset's
         "model.hidden=16",
         "model.layers=1",
         "data.val_speakers=3",
