@@ -1,12 +1,21 @@
 """Test-wide set-up: four host CPU devices so multi-device code paths run on a laptop."""
 
 import os
+import tempfile
 
 import pytest
 
 # Must happen before JAX initialises its backend (i.e. before any test imports jax).
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# pytest-xdist workers compile librosa's cached numba gufuncs at the same moment on a fresh install,
+# and numba's cache can then pair files of two compilations and crash (numba/numba#10128): one
+# cache directory per worker (before numba is imported).
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ.setdefault(
+        "NUMBA_CACHE_DIR",
+        os.path.join(tempfile.gettempdir(), "gru-jax-numba", os.environ["PYTEST_XDIST_WORKER"]),
+    )
 
 
 @pytest.fixture(scope="session")
