@@ -46,13 +46,17 @@ SECONDS_PER_THROUGHPUT_RUN = 80  # compile-dominated; a run is skipped when less
 
 @dataclasses.dataclass
 class Check:
+    """One run's rows and its time budget, both counted from the run's `start` (not the module's
+    import, which a test session may do long before)."""
+
     out: Path
-    deadline: float
+    start: float
+    budget_s: float
     dry_run: bool
     rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def emit(self, **row: Any) -> dict[str, Any]:
-        row = {"t": round(time.time() - START, 1), **row}
+        row = {"t": round(time.time() - self.start, 1), **row}
         self.rows.append(row)
         with open(self.out / "device_check.jsonl", "a") as f:
             f.write(json.dumps(row, default=str) + "\n")
@@ -60,10 +64,7 @@ class Check:
         return row
 
     def left(self) -> float:
-        return self.deadline - time.time()
-
-
-START = time.time()
+        return self.start + self.budget_s - time.time()
 
 
 def timed(fn: Callable, *args: Any, reps: int = 10) -> tuple[Any, float]:
@@ -291,6 +292,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    start = time.time()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=os.environ.get("OUT", "device_check_out"))
     parser.add_argument(
@@ -301,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     dry_run = args.dry_run or jax.default_backend() == "cpu"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    check = Check(out, START + args.budget_s, dry_run)
+    check = Check(out, start, args.budget_s, dry_run)
     check.emit(
         kind="env",
         backend=jax.default_backend(),
