@@ -27,6 +27,7 @@ from gru_jax.train.loop import Trainer
 N_MELS = 24
 STEPS = 200
 ASNORM_TOP_N = 10
+PLDA_DIM = 16
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class TrainedRun:
     run_dir: Path
     corpus: CorpusInfo
     model: EmbeddingModel  # latest checkpoint, compiled shapes shared by all tests
-    results: dict[str, Any]  # of evaluate(): trials + identification lists, AS-norm on
+    results: dict[str, Any]  # of evaluate(): trials + identification lists, AS-norm and PLDA on
     eval_dir: Path  # run_dir / "eval", where verify finds the calibrated threshold
     store_dir: Path  # feature store of the evaluated utterances
 
@@ -92,6 +93,7 @@ def train_and_evaluate(root: Path) -> TrainedRun:
         enroll_list=corpus.enroll_list,
         test_list=corpus.test_list,
         asnorm_top_n=ASNORM_TOP_N,
+        plda_dim=PLDA_DIM,
         store_dir=root / "eval_store",
         workers=1,
         progress=False,

@@ -59,6 +59,7 @@ exit codes: 0 success (verify: accepted), 1 verify: rejected, 2 usage or input e
 examples:
   %(prog)s --checkpoint runs/demo --data data/demo
   %(prog)s --checkpoint runs/vox --data VoxCeleb1 --trials veri_test2.txt --asnorm 300
+  %(prog)s --checkpoint runs/demo --data data/demo --plda
   %(prog)s enroll --checkpoint runs/demo --db speakers.npz --speaker alice a1.wav a2.wav
   %(prog)s verify --checkpoint runs/demo --db speakers.npz --speaker alice test.wav
   %(prog)s identify --checkpoint runs/demo --db speakers.npz test.wav --top 5
@@ -139,9 +140,19 @@ def parser() -> argparse.ArgumentParser:
         help="also score with AS-norm, top-N cohort of training speakers (e.g. 300)",
     )
     ev.add_argument(
+        "--plda",
+        type=int,
+        nargs="?",
+        const=0,
+        metavar="DIM",
+        help="also score with a PLDA backend fitted on the training speakers' embeddings, "
+        "keeping DIM dimensions (default: all); it helps when the training speakers are many "
+        "and from the test domain",
+    )
+    ev.add_argument(
         "--cohort-store",
-        help="feature store for the AS-norm cohort (default: the "
-        "training store recorded in the checkpoint)",
+        help="feature store of the training speakers for AS-norm's cohort and PLDA (default: "
+        "the training store recorded in the checkpoint)",
     )
     ev.add_argument(
         "--far",
@@ -300,6 +311,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         out_dir=args.out,
         asnorm_top_n=args.asnorm,
         far=args.far,
+        plda_dim=args.plda,
         step=args.step,
         best=args.best,
         average_last=args.average_last,

@@ -6,18 +6,20 @@ store (cached, keyed by the exact utterance set and the checkpoint's feature con
 embedded whole. Audio that fails the front end's checks is counted by reason and its trials are
 dropped with a warning, as a corpus run would skip it.
 
-Verification is reported for up to three score sets: the trial list's cosine scores, their AS-norm
-(cohort: the training speakers), and "enrolled": every identification test utterance against every
-enrolled speaker's mean vector, which is exactly what `enrollment.verify` computes. The decision
-threshold saved for `verify` is calibrated on that last set when there is one: a speaker mean of
-several utterances scores higher than a single utterance, for impostors too, so a threshold from
-utterance-to-utterance trials would accept more impostors than its EER promises.
+Verification is reported for up to five score sets: the trial list's cosine scores, their AS-norm
+(cohort: the training speakers) and PLDA scores (a backend fitted on the training speakers'
+embeddings), and "enrolled": every identification test utterance against every enrolled
+speaker's mean vector, which is exactly what `enrollment.verify` computes (with PLDA, also
+"enrolled_plda": the same pairs, each speaker's enrolment utterances scored together). The
+decision threshold saved for `verify` is calibrated on the "enrolled" set when there is one: a
+speaker mean of several utterances scores higher than a single utterance, for impostors too, so a
+threshold from utterance-to-utterance trials would accept more impostors than its EER promises.
 
 Written to the output directory (default ``<run>/eval``): ``results.json`` (every number of the
 printed tables, the calibrated threshold, the checkpoint step, counts and skips), ``det.png`` and
 ``scores.png`` for the first score set (``det_<set>.png``, ``scores_<set>.png`` for the others),
-``scores.txt`` (``enroll test label score`` per scored trial; ``scores_asnorm.txt``) and
-``embeddings.npz`` (the utterance vectors).
+``scores.txt`` (``enroll test label score`` per scored trial; ``scores_asnorm.txt``,
+``scores_plda.txt``) and ``embeddings.npz`` (the utterance vectors).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from gru_jax.data.corpora import (
 from gru_jax.data.store import StoreError, open_store
 from gru_jax.eval import metrics as scoring
 from gru_jax.eval import reports
+from gru_jax.eval.plda import Plda
 from gru_jax.infer.distributed import is_main
 from gru_jax.infer.export import save_npz
 from gru_jax.infer.model import EmbeddedCorpus, EmbeddingModel, default_store_dir, embed_utterances
@@ -90,8 +93,11 @@ def referenced_utterances(
 SCORE_SETS = {
     "cosine": "cosine of two utterances (trial list)",
     "asnorm": "AS-norm of the trial list's cosine scores",
+    "plda": "PLDA log-likelihood ratio of the trial list (a backend fitted on training speakers)",
     "enrolled": "cosine of a test utterance with an enrolled speaker's mean (enrolment and "
     "test lists, each test utterance against every speaker)",
+    "enrolled_plda": "PLDA log-likelihood ratio of a test utterance and all of an enrolled "
+    "speaker's utterances (the same pairs as enrolled)",
 }
 
 
@@ -105,16 +111,53 @@ class ScoreSet:
     trials: list[Trial] | None = None  # for a score file; None: too many pairs to list
 
 
-def score_trials(
+@dataclass(frozen=True)
+class Backends:
+    """What scoring learns from the training speakers: AS-norm's cohort (one mean vector per
+    speaker) and a PLDA model; each None when it is not asked for."""
+
+    cohort: np.ndarray | None = None
+    asnorm_top_n: int = 0
+    plda: Plda | None = None
+    sample: tuple[int, int] = (0, 0)  # training speakers, utterances they were made from
+
+    def info(self) -> dict[str, dict[str, int]]:
+        """How each backend was made: reported beside its scores."""
+        info = {}
+        if self.cohort is not None:
+            top_n = min(self.asnorm_top_n, len(self.cohort))
+            info["asnorm"] = {"top_n": top_n, "cohort_speakers": len(self.cohort)}
+        if self.plda is not None:
+            speakers, utterances = self.sample
+            info["plda"] = {
+                "dim": self.plda.dim,
+                "train_speakers": speakers,
+                "train_utterances": utterances,
+            }
+        return info
+
+
+def fit_backends(
     model: EmbeddingModel,
-    corpus: EmbeddedCorpus,
-    trials: Sequence[Trial],
     asnorm_top_n: int = 0,
-    cohort_store: str | os.PathLike[str] | None = None,
-    cohort_per_speaker: int = 10,
-) -> tuple[dict[str, ScoreSet], dict[str, int]]:
-    """Cosine (and AS-norm) scores of the trials whose audio passed the checks, and AS-norm's
-    cohort description."""
+    plda_dim: int | None = None,
+    store_path: str | os.PathLike[str] | None = None,
+    per_speaker: int = 10,
+) -> Backends:
+    """AS-norm's cohort (`asnorm_top_n` > 0) and PLDA (`plda_dim` not None; 0 keeps every
+    dimension) from one sample of the training speakers' utterances."""
+    if not asnorm_top_n and plda_dim is None:
+        return Backends()
+    vectors, speakers = training_speaker_sample(model, store_path, per_speaker)
+    cohort = np.asarray(scoring.speaker_means(vectors, speakers)[1]) if asnorm_top_n else None
+    plda = Plda.fit(vectors, speakers, plda_dim) if plda_dim is not None else None
+    return Backends(cohort, asnorm_top_n, plda, (len(set(speakers)), len(speakers)))
+
+
+def score_trials(
+    corpus: EmbeddedCorpus, trials: Sequence[Trial], backends: Backends = Backends()
+) -> dict[str, ScoreSet]:
+    """Cosine scores of the trials whose audio passed the checks, and those of each backend."""
     row_of = corpus.row_of()
     used = [t for t in trials if t.enroll in row_of and t.test in row_of]
     if len(used) < len(trials):
@@ -133,33 +176,41 @@ def score_trials(
         )
     vectors = corpus.vectors
     cosine = np.asarray(scoring.cosine_scores(vectors, vectors, enroll_rows, test_rows))
-    scores, cohort_info = {"cosine": cosine}, {}
-    if asnorm_top_n:
-        cohort = cohort_from_training_store(model, cohort_store, cohort_per_speaker)
+    scores = {"cosine": cosine}
+    if backends.cohort is not None:
         scores["asnorm"] = np.asarray(
-            scoring.as_norm(cosine, vectors, vectors, enroll_rows, test_rows, cohort, asnorm_top_n)
+            scoring.as_norm(
+                cosine,
+                vectors,
+                vectors,
+                enroll_rows,
+                test_rows,
+                backends.cohort,
+                backends.asnorm_top_n,
+            )
         )
-        cohort_info = {"top_n": min(asnorm_top_n, len(cohort)), "cohort_speakers": len(cohort)}
+    if backends.plda is not None:
+        scores["plda"] = backends.plda.trial_scores(vectors, vectors, enroll_rows, test_rows)
     durations = corpus.durations_s[test_rows]
-    sets = {name: ScoreSet(labels, s, durations, used) for name, s in scores.items()}
-    return sets, cohort_info
+    return {name: ScoreSet(labels, s, durations, used) for name, s in scores.items()}
 
 
-def cohort_from_training_store(
+def training_speaker_sample(
     model: EmbeddingModel,
     store_path: str | os.PathLike[str] | None = None,
     per_speaker: int = 10,
     seed: int = 0,
-) -> np.ndarray:
-    """AS-norm cohort: one mean vector per training speaker, from a bounded sample of its
-    utterances in the training feature store (the one recorded in the checkpoint by default)."""
+) -> tuple[np.ndarray, list[str]]:
+    """Embeddings of a bounded sample of every training speaker's utterances from the training
+    feature store (the one recorded in the checkpoint by default), and their speakers: AS-norm's
+    cohort (one mean per speaker) and PLDA's training data."""
     path = store_path or model.encoder.meta.get("store")
     try:
         store = open_store(path, model.features)
     except (StoreError, TypeError) as e:
         raise StoreError(
-            f"AS-norm needs the training speakers' features for its cohort, and the feature store "
-            f"{path} cannot be used ({e}); pass another one (--cohort-store) or leave AS-norm off"
+            f"AS-norm and PLDA need the training speakers' features, and the feature store "
+            f"{path} cannot be used ({e}); pass another one (--cohort-store) or leave them off"
         ) from None
     rng = np.random.default_rng(seed)
     rows, labels = [], []
@@ -170,11 +221,8 @@ def cohort_from_training_store(
             rows.append(chosen)
             labels += [speaker] * len(chosen)
     if len(rows) < 2:
-        raise StoreError(
-            f"{store.path}: fewer than 2 training speakers found for the AS-norm cohort"
-        )
-    vectors = model.embed_source(store, np.concatenate(rows))
-    return np.asarray(scoring.speaker_means(vectors, labels)[1])
+        raise StoreError(f"{store.path}: fewer than 2 training speakers found")
+    return model.embed_source(store, np.concatenate(rows)), labels
 
 
 # --- identification ----------------------------------------------------------------------------
@@ -231,12 +279,27 @@ def identification_report(corpus: EmbeddedCorpus, lists: Enrolment) -> dict[str,
     return report
 
 
-def enrolled_speaker_trials(corpus: EmbeddedCorpus, lists: Enrolment) -> ScoreSet:
-    """Every test utterance against every enrolled speaker's mean: the scores `verify` makes."""
-    speakers, models = scoring.speaker_means(
-        _vectors(corpus, lists.enroll), [u.speaker for u in lists.enroll]
+def enrolled_speaker_trials(
+    corpus: EmbeddedCorpus, lists: Enrolment, plda: Plda | None = None
+) -> ScoreSet:
+    """Every test utterance against every enrolled speaker: the cosine with the speaker's mean
+    (the scores `verify` makes), or with `plda` its likelihood ratio given all the speaker's
+    enrolment utterances."""
+    enroll_vectors, enroll_speakers = (
+        _vectors(corpus, lists.enroll),
+        [u.speaker for u in lists.enroll],
     )
-    matrix = np.asarray(scoring.score_matrix(_vectors(corpus, lists.test), models))
+    test_vectors = _vectors(corpus, lists.test)
+    if plda is None:
+        speakers, models = scoring.speaker_means(enroll_vectors, enroll_speakers)
+        matrix = np.asarray(scoring.score_matrix(test_vectors, models))
+    else:
+        speakers, index, counts = np.unique(
+            enroll_speakers, return_inverse=True, return_counts=True
+        )
+        means = np.zeros((len(speakers), plda.dim))
+        np.add.at(means, index, plda.project(enroll_vectors))
+        matrix = plda.llr_matrix(plda.project(test_vectors), means / counts[:, None], counts)
     test_speakers = np.array([u.speaker for u in lists.test])
     durations = corpus.durations_s[[corpus.row_of()[u.utt_id] for u in lists.test]]
     return ScoreSet(
@@ -259,6 +322,7 @@ def evaluate(
     asnorm_top_n: int = 0,
     far: float | None = None,
     *,
+    plda_dim: int | None = None,
     step: int | None = None,
     best: bool = False,
     average_last: int = 1,
@@ -275,7 +339,8 @@ def evaluate(
     The decision threshold `verify` uses is calibrated on the scores that match it best: test
     utterances against enrolled speakers' means when identification lists are given, else the
     trial list; at the EER, or at the false-accept rate `far` when given. `asnorm_top_n` > 0
-    adds AS-norm scores of the trial list with that cohort size.
+    adds AS-norm scores of the trial list with that cohort size; `plda_dim` adds PLDA scores
+    (a backend trained on the training speakers, keeping that many dimensions; 0: all).
     """
     if trials is None and (enroll_list is None or test_list is None):
         raise ConfigError(
@@ -299,6 +364,11 @@ def evaluate(
         if isinstance(run_dir, EmbeddingModel)
         else EmbeddingModel.load(run_dir, step=step, best=best, average_last=average_last)
     )
+    if plda_dim is not None and not 0 <= plda_dim <= model.embedding_dim:
+        raise ConfigError(
+            f"the PLDA dimension must be in [0, {model.embedding_dim}] (the embedding size; "
+            f"0 keeps all), got {plda_dim}"
+        )
     out = Path(out_dir) if out_dir is not None else model.run.eval
     sources = [str(Path(p)) for p in (trials, enroll_list, test_list) if p is not None]
     corpus = embed_utterances(
@@ -332,12 +402,12 @@ def evaluate(
             "skipped_ids": sorted({u.utt_id for u in utterances} - set(corpus.ids.tolist())),
         },
     }
+    backends = fit_backends(
+        model, asnorm_top_n if trial_list else 0, plda_dim, cohort_store, cohort_per_speaker
+    )
     sets: dict[str, ScoreSet] = {}
-    cohort_info: dict[str, int] = {}
     if trial_list:
-        sets, cohort_info = score_trials(
-            model, corpus, trial_list, asnorm_top_n, cohort_store, cohort_per_speaker
-        )
+        sets = score_trials(corpus, trial_list, backends)
         n_scored = len(sets["cosine"].labels)
         results["counts"].update(
             trials=len(trial_list),
@@ -348,12 +418,16 @@ def evaluate(
         lists = usable_enrolment(corpus, enroll, test)
         results["identification"] = identification_report(corpus, lists)
         sets["enrolled"] = enrolled_speaker_trials(corpus, lists)
+        if backends.plda is not None:
+            sets["enrolled_plda"] = enrolled_speaker_trials(corpus, lists, backends.plda)
     results["verification"] = {
         name: verification_report(s.scores, s.labels, s.durations_s, far)
         for name, s in sets.items()
     }
-    if cohort_info:
-        results["verification"]["asnorm"].update(cohort_info)
+    for name, info in backends.info().items():
+        for scored in (name, f"enrolled_{name}"):
+            if scored in results["verification"]:
+                results["verification"][scored].update(info)
     results["calibration"] = calibration(results["verification"], far)
     if is_main():  # every process has the same results; one writes them
         out.mkdir(parents=True, exist_ok=True)
@@ -416,7 +490,13 @@ def write_score_reports(out: Path, sets: dict[str, ScoreSet], results: dict[str,
 
 # --- the printed report ------------------------------------------------------------------------
 
-_SHORT_NAMES = {"cosine": "cosine", "asnorm": "AS-norm", "enrolled": "enrolled"}
+_SHORT_NAMES = {
+    "cosine": "cosine",
+    "asnorm": "AS-norm",
+    "plda": "PLDA",
+    "enrolled": "enrolled",
+    "enrolled_plda": "enr. PLDA",
+}
 _VERIFY_COLUMNS = [
     "scores",
     "test audio",

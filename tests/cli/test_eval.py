@@ -42,10 +42,12 @@ def test_evaluate_prints_the_table_and_writes_the_reports(run, tmp_path):
     done = eval_py(
         "--checkpoint", str(run.run_dir), "--data", str(run.corpus.root), "--out", str(out),
         "--far", "0.1", "--store-dir", str(tmp_path / "store"), "--workers", "1", "--no-progress",
+        "--plda",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     results = json.loads((out / "results.json").read_text())
-    for name in ("det.png", "scores.png", "det_enrolled.png", "scores.txt", "embeddings.npz"):
+    written = ["det.png", "scores.png", "det_enrolled.png", "det_plda.png", "scores.txt"]
+    for name in (*written, "scores_plda.txt", "embeddings.npz"):
         assert (out / name).stat().st_size > 0, name
     text = done.stdout
     # the bare form found the demo corpus's lists and evaluated both tasks
@@ -62,6 +64,12 @@ def test_evaluate_prints_the_table_and_writes_the_reports(run, tmp_path):
     assert float(dcf5) == pytest.approx(cosine["min_dcf_0.05"], abs=1e-4)
     top1 = 100 * results["identification"]["all"]["top1"]
     assert re.search(rf"^all \(3 utterances\)\s+6\s+30\s+{top1:.4f}", text, re.M), text
+    # a bare --plda keeps every dimension of the embedding
+    plda = results["verification"]["plda"]
+    assert plda["dim"] == run.model.embedding_dim
+    assert re.search(
+        rf"^PLDA\s+all\s+{int(trials)}\s+{targets}\s+{100 * plda['eer']:.4f}", text, re.M
+    )
     # --far: the calibrated threshold admits at most 10% of the impostors
     assert results["calibration"]["operating_point"] == "far=0.1"
     assert f"{results['calibration']['threshold']:.4f}" in text

@@ -11,9 +11,10 @@ from gru_jax.core.config import ConfigError
 from gru_jax.data.corpora import CorpusError
 from gru_jax.data.store import open_store
 from gru_jax.eval import metrics as scoring
-from gru_jax.eval.evaluation import cohort_from_training_store, evaluate, format_report
+from gru_jax.eval.evaluation import evaluate, format_report, training_speaker_sample
+from gru_jax.eval.plda import Plda
 from gru_jax.infer.export import load_npz
-from tests._trained import ASNORM_TOP_N
+from tests._trained import ASNORM_TOP_N, PLDA_DIM
 
 
 def read_scores(path):
@@ -64,7 +65,7 @@ def test_asnorm_scores_match_a_numpy_reference(run):
     enroll, test, _, normed = read_scores(run.eval_dir / "scores_asnorm.txt")
     ids, vectors = load_npz(run.eval_dir / "embeddings.npz")
     row = {u: i for i, u in enumerate(ids.tolist())}
-    cohort = unit(np.asarray(cohort_from_training_store(run.model)))
+    cohort = unit(np.asarray(scoring.speaker_means(*training_speaker_sample(run.model))[1]))
     assert len(cohort) == run.results["verification"]["asnorm"]["cohort_speakers"] > ASNORM_TOP_N
     top = np.sort(unit(vectors) @ cohort.T, axis=1)[:, -ASNORM_TOP_N:]
     mean, std = top.mean(axis=1), top.std(axis=1)
@@ -74,6 +75,51 @@ def test_asnorm_scores_match_a_numpy_reference(run):
     asnorm = run.results["verification"]["asnorm"]
     assert asnorm["eer"] == pytest.approx(scoring.eer(normed, labels)[0], abs=1e-6)
     assert asnorm["top_n"] == ASNORM_TOP_N
+
+
+def test_plda_scores_are_those_of_a_backend_fitted_on_the_training_speakers(run):
+    _, _, labels, _ = read_scores(run.eval_dir / "scores.txt")
+    enroll, test, plda_labels, llr = read_scores(run.eval_dir / "scores_plda.txt")
+    np.testing.assert_array_equal(plda_labels, labels)
+    ids, vectors = load_npz(run.eval_dir / "embeddings.npz")
+    row = {u: i for i, u in enumerate(ids.tolist())}
+    train_vectors, train_speakers = training_speaker_sample(run.model)
+    plda = Plda.fit(train_vectors, train_speakers, PLDA_DIM)
+    e, t = np.array([row[u] for u in enroll]), np.array([row[u] for u in test])
+    np.testing.assert_allclose(llr, plda.trial_scores(vectors, vectors, e, t), rtol=1e-4, atol=1e-4)
+    report = run.results["verification"]["plda"]
+    assert report["eer"] == pytest.approx(scoring.eer(llr, labels)[0], abs=1e-6)
+    assert report["dim"] == PLDA_DIM
+    assert (
+        report["train_speakers"] == len(run.model.encoder.class_names) == len(set(train_speakers))
+    )
+    assert "PLDA" in format_report(run.results)
+
+
+def test_enrolled_plda_scores_use_all_of_a_speakers_enrolment(run):
+    enrolled, enrolled_plda = (
+        run.results["verification"]["enrolled"],
+        run.results["verification"]["enrolled_plda"],
+    )
+    assert enrolled_plda["n_target"] == enrolled["n_target"] and enrolled_plda["dim"] == PLDA_DIM
+    ids, vectors = load_npz(run.eval_dir / "embeddings.npz")
+    row = {u: i for i, u in enumerate(ids.tolist())}
+
+    def listed(path):
+        pairs = [line.split() for line in path.read_text().splitlines()]
+        return [(speaker, row[rel.rsplit(".", 1)[0]]) for speaker, rel in pairs]
+
+    enroll, test = listed(run.corpus.enroll_list), listed(run.corpus.test_list)
+    plda = Plda.fit(*training_speaker_sample(run.model), PLDA_DIM)
+    scores, labels = [], []
+    for speaker in sorted({s for s, _ in enroll}):
+        own = plda.project(vectors[[r for s, r in enroll if s == speaker]])
+        for true_speaker, r in test:
+            scores.append(plda.llr(own.mean(axis=0)[None], plda.project(vectors[[r]]), len(own))[0])
+            labels.append(int(true_speaker == speaker))
+    assert enrolled_plda["eer"] == pytest.approx(
+        scoring.eer(np.array(scores), np.array(labels))[0], abs=1e-6
+    )
 
 
 def test_identification_matches_a_numpy_reference(run):
