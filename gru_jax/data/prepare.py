@@ -112,6 +112,7 @@ class TrainingData:
     class_names: tuple[str, ...]  # training speakers; class k is class_names[k]
     parts: tuple[DataPart, ...]
     n_parts: int = 1
+    by_speaker: bool = False  # parts split by speaker (`corpus_part`): no speaker in two parts
 
     @property
     def n_classes(self) -> int:
@@ -182,11 +183,18 @@ def split_speakers(store: Store, n_val_speakers: int, seed: int) -> TrainingData
     return TrainingData(class_names, (data_part(0, store, class_names, val),))
 
 
-def corpus_part(utterances: Sequence[Utterance], index: int, n_parts: int) -> list[Utterance]:
+def corpus_part(
+    utterances: Sequence[Utterance], index: int, n_parts: int, by_speaker: bool = False
+) -> list[Utterance]:
     """Part `index` of `n_parts` of a corpus: every n-th utterance in id order, so each part has
-    some of every speaker's utterances (speaker-balanced batches need them)."""
+    some of every speaker's utterances; or, `by_speaker`, every n-th speaker (sorted) with all of
+    their utterances, so that parts filling speaker-balanced blocks never share a speaker."""
     ordered = sorted(utterances, key=lambda u: u.utt_id)
-    return ordered[index::n_parts]
+    if not by_speaker:
+        return ordered[index::n_parts]
+    speakers = sorted({u.speaker for u in ordered})
+    own = set(speakers[index::n_parts])
+    return [u for u in ordered if u.speaker in own]
 
 
 def prepare_parts(
@@ -204,10 +212,12 @@ def prepare_parts(
     rebuild: bool = False,
     progress: bool = True,
     augment: AugmentConfig | None = None,
+    by_speaker: bool = False,
 ) -> TrainingData:
-    """The training data of `parts` of a corpus split into `n_parts`: each part's features are
-    extracted into its own store (a process builds only its own: no shared filesystem needed,
-    and no two processes write one store); the classes come from the whole corpus listing."""
+    """The training data of `parts` of a corpus split into `n_parts` (by utterance, or
+    `by_speaker`: see `corpus_part`): each part's features are extracted into its own store (a
+    process builds only its own: no shared filesystem needed, and no two processes write one
+    store); the classes come from the whole corpus listing."""
     utterances = read_corpus(str(data), list_file, split=split)
     class_names, val = hold_out_speakers(
         [u.speaker for u in utterances], n_val_speakers, seed, str(data)
@@ -218,8 +228,8 @@ def prepare_parts(
     build = _store_builder(data, list_file, cfg, workers, rebuild, progress, augment)
     held = []
     for index in parts:
-        part = f"part{index}of{n_parts}"
+        part = f"{'speakers' if by_speaker else 'part'}{index}of{n_parts}"
         path = base / part if store_dir else Path(f"{base}-{part}")
-        store = build(corpus_part(utterances, index, n_parts), path)
+        store = build(corpus_part(utterances, index, n_parts, by_speaker), path)
         held.append(data_part(index, store, class_names, val))
-    return TrainingData(class_names, tuple(held), n_parts)
+    return TrainingData(class_names, tuple(held), n_parts, by_speaker)

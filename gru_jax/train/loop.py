@@ -66,11 +66,20 @@ def train_stream(cfg: TrainConfig, data: TrainingData) -> PartitionedBatches:
             f"trainer.batch_size={cfg.trainer.batch_size} does not split into {data.n_parts} "
             "data parts (one per process)"
         )
+    speakers, remainder = divmod(cfg.data.speakers_per_batch, data.n_parts)
     if cfg.data.speakers_per_batch and data.n_parts > 1:
-        raise configs.ConfigError(
-            "speaker-balanced batches (data.speakers_per_batch, GE2E) draw each batch from one "
-            "store: train them in one process (any number of its devices)"
-        )
+        # Each part fills its block with its own speakers, speaker-major: the global batch is
+        # then speaker-major too, and its speakers distinct only if no two parts share one.
+        if not data.by_speaker:
+            raise configs.ConfigError(
+                "speaker-balanced batches (data.speakers_per_batch, GE2E) over several data "
+                "parts need the corpus split by speaker (prepare_parts(by_speaker=True))"
+            )
+        if remainder:
+            raise configs.ConfigError(
+                f"data.speakers_per_batch={cfg.data.speakers_per_batch} does not split into "
+                f"{data.n_parts} data parts (one per process)"
+            )
     return PartitionedBatches(
         [
             CropBatches(
@@ -81,7 +90,7 @@ def train_stream(cfg: TrainConfig, data: TrainingData) -> PartitionedBatches:
                 crop_frames=cfg.data.crop_frames,
                 min_frames=cfg.data.min_frames,
                 seed=cfg.trainer.seed,
-                speakers_per_batch=cfg.data.speakers_per_batch or None,
+                speakers_per_batch=speakers or None,
                 part=None if data.n_parts == 1 else part.index,
             )
             for part in data.parts

@@ -50,6 +50,7 @@ def training_data(cfg: TrainConfig, source: CorpusSource, progress: bool) -> Tra
         jax.process_count(),
         cfg.data.val_speakers,
         cfg.trainer.seed,
+        by_speaker=bool(cfg.data.speakers_per_batch),
         **options,
     )
     log.info("part %d of %d: %s", jax.process_index(), data.n_parts, data.parts[0].store)

@@ -1,6 +1,6 @@
 """Two processes on this machine (jax.distributed, CPU collectives), one device each, as a
 multi-host run: the same training as one process with two devices, killed and resumed exactly,
-and the same evaluation as one process."""
+the same evaluation as one process, and GE2E on parts split by speaker."""
 
 from __future__ import annotations
 
@@ -167,3 +167,30 @@ def test_two_process_evaluation_equals_one_process(corpus, two_process_run, tmp_
     for results in (a, b):
         del results["inputs"]["store"]  # each process's own feature store
     assert a == b
+
+
+def test_two_processes_train_ge2e_on_their_own_speakers(corpus, tmp_path):
+    """Speaker-balanced batches: each process extracts and samples its own speakers; the run is
+    the one process with both speaker parts makes."""
+    ge2e = ["--set", "loss.kind=ge2e", "--set", "data.speakers_per_batch=2", "--steps", "3"]
+    args = [*_args(corpus, tmp_path / "run", tmp_path / "store"), *ge2e]
+    outputs = _finish(_launch("train.py", args))
+    assert "trained 3 steps" in outputs[0]
+    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == [
+        "speakers0of2",
+        "speakers1of2",
+    ]
+    cfg = config_from_args(parser().parse_args(args))
+    data = prepare_parts(
+        corpus.wav_dir, cfg.data.features, [0, 1], 2, cfg.data.val_speakers, cfg.trainer.seed,
+        list_file=str(corpus.train_list), store_dir=tmp_path / "store", workers=1, progress=False,
+        by_speaker=True,
+    )  # fmt: skip
+    trainer = Trainer(
+        cfg, data, tmp_path / "one_process", progress=False, devices=jax.devices()[:2]
+    )
+    trainer.fit()
+    trainer.close()
+    two = load_encoder(tmp_path / "run")
+    for a, b in zip(_leaves(two.params), _leaves(trainer.state.params["encoder"]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
