@@ -33,6 +33,8 @@ def _normalised(vectors: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Plda:
+    """A fitted model: `project` embeddings once, then score pairs or speakers against tests."""
+
     mean: np.ndarray  # [E] mean of the length-normalised training embeddings
     transform: np.ndarray  # [E, D] into the diagonal basis: within -> I, between -> diag(psi)
     psi: np.ndarray  # [D] between-speaker variances there, largest first
