@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 import soundfile
-from scipy import signal
+from scipy import fft, signal
 
 from gru_jax.core.config import Config, config_hash
 from gru_jax.data.audio import load_audio
@@ -206,11 +206,15 @@ def _generated_noise(rng: np.random.Generator, n: int, sample_rate: int) -> np.n
 
 
 def coloured_noise(rng: np.random.Generator, n: int, exponent: int) -> np.ndarray:
-    """Noise of power spectrum 1/f^exponent: 0 white, 1 pink, 2 brown."""
-    spectrum = np.fft.rfft(rng.standard_normal(n))
+    """Noise of power spectrum 1/f^exponent: 0 white, 1 pink, 2 brown.
+
+    Shaped at the next length with small prime factors and cut to `n`: an utterance's own length
+    can be a large prime, where an FFT is many times slower."""
+    size = fft.next_fast_len(n, real=True)
+    spectrum = fft.rfft(rng.standard_normal(size))
     freqs = np.arange(len(spectrum), dtype=np.float64)
     freqs[0] = 1.0  # keep DC finite
-    return np.fft.irfft(spectrum / freqs ** (exponent / 2.0), n)
+    return fft.irfft(spectrum / freqs ** (exponent / 2.0), size)[:n]
 
 
 def _musan_noise(musan_dir: str, rng: np.random.Generator, n: int, sample_rate: int) -> np.ndarray:

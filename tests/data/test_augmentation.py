@@ -10,6 +10,7 @@ from gru_jax.data.augmentation import (
     Copy,
     add_noise,
     augment,
+    coloured_noise,
     copies_of,
     copy_rng,
     copy_speaker,
@@ -238,3 +239,17 @@ def test_each_process_part_holds_its_own_utterances_and_their_copies(tmp_path):
     (single,) = whole.parts
     assert whole.class_names == data.class_names and f"sp0.9-{val}" not in data.class_names
     assert sorted(trained) == sorted(single.store.ids[single.train_indices].tolist())
+
+
+@pytest.mark.parametrize("exponent", [0, 1, 2])
+def test_generated_noise_has_its_spectral_slope_at_any_length(exponent):
+    """White, pink and brown noise: power falls as 1/f^exponent, also at a prime length (shaped
+    at a longer, fast FFT length and cut)."""
+    n = 48017  # prime
+    noise = coloured_noise(np.random.default_rng(exponent), n, exponent)
+    assert noise.shape == (n,) and np.all(np.isfinite(noise))
+    power = np.abs(np.fft.rfft(noise)) ** 2
+    freqs = np.arange(len(power))
+    band = (freqs >= 100) & (freqs <= 20000)  # away from DC and the cut's edge effects
+    slope = np.polyfit(np.log(freqs[band]), np.log(power[band]), 1)[0]
+    assert slope == pytest.approx(-exponent, abs=0.1)
