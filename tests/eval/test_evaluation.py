@@ -8,12 +8,19 @@ import pytest
 import soundfile as sf
 
 from gru_jax.core.config import ConfigError
-from gru_jax.data.corpora import CorpusError
+from gru_jax.data.corpora import CorpusError, read_id_list
 from gru_jax.data.store import open_store
 from gru_jax.eval import metrics as scoring
-from gru_jax.eval.evaluation import evaluate, format_report, training_speaker_sample
+from gru_jax.eval.evaluation import (
+    Enrolment,
+    enrolled_speaker_trials,
+    evaluate,
+    format_report,
+    training_speaker_sample,
+)
 from gru_jax.eval.plda import Plda
 from gru_jax.infer.export import load_npz
+from gru_jax.infer.model import EmbeddedCorpus
 from tests._trained import ASNORM_TOP_N, PLDA_DIM
 
 
@@ -104,21 +111,30 @@ def test_enrolled_plda_scores_use_all_of_a_speakers_enrolment(run):
     assert enrolled_plda["n_target"] == enrolled["n_target"] and enrolled_plda["dim"] == PLDA_DIM
     ids, vectors = load_npz(run.eval_dir / "embeddings.npz")
     row = {u: i for i, u in enumerate(ids.tolist())}
-
-    def listed(path):
-        pairs = [line.split() for line in path.read_text().splitlines()]
-        return [(speaker, row[rel.rsplit(".", 1)[0]]) for speaker, rel in pairs]
-
-    enroll, test = listed(run.corpus.enroll_list), listed(run.corpus.test_list)
+    enroll, test = read_id_list(run.corpus.enroll_list), read_id_list(run.corpus.test_list)
     plda = Plda.fit(*training_speaker_sample(run.model), PLDA_DIM)
-    scores, labels = [], []
-    for speaker in sorted({s for s, _ in enroll}):
-        own = plda.project(vectors[[r for s, r in enroll if s == speaker]])
-        for true_speaker, r in test:
-            scores.append(plda.llr(own.mean(axis=0)[None], plda.project(vectors[[r]]), len(own))[0])
-            labels.append(int(true_speaker == speaker))
+    speakers = sorted({u.speaker for u in enroll})
+    reference = np.array(  # [test, speaker]: the speaker's projected mean, n = its utterances
+        [
+            [
+                plda.llr(own.mean(axis=0)[None], plda.project(vectors[[row[t.utt_id]]]), len(own))[
+                    0
+                ]
+                for own in (
+                    plda.project(vectors[[row[u.utt_id] for u in enroll if u.speaker == s]])
+                    for s in speakers
+                )
+            ]
+            for t in test
+        ]
+    )
+    labels = np.array([[t.speaker == s for s in speakers] for t in test], np.int32)
+    corpus = EmbeddedCorpus(ids, ids, np.zeros(len(ids)), vectors, {}, run.store_dir)
+    scored = enrolled_speaker_trials(corpus, Enrolment(enroll, test), plda)
+    np.testing.assert_allclose(scored.scores, reference.ravel(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(scored.labels, labels.ravel())
     assert enrolled_plda["eer"] == pytest.approx(
-        scoring.eer(np.array(scores), np.array(labels))[0], abs=1e-6
+        scoring.eer(reference.ravel(), labels.ravel())[0], abs=1e-6
     )
 
 
