@@ -23,6 +23,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--test-speakers", type=int, default=None, help="default: 25%%, >= 2")
     parser.add_argument("--sessions", type=int, default=3, help="recording sessions per speaker")
+    parser.add_argument(
+        "--train-sessions",
+        type=int,
+        default=None,
+        help="recording sessions per training speaker (default: --sessions)",
+    )
     parser.add_argument("--sample-rate", type=int, default=16000)
     parser.add_argument("--no-noise", action="store_true", help="no additive background noise")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -51,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sample_rate=args.sample_rate,
             snr_db=None if args.no_noise else DEFAULT_SNR_DB,
             n_sessions=args.sessions,
+            n_train_sessions=args.train_sessions,
             progress=not args.quiet,
         )
     except (ValueError, OSError) as error:

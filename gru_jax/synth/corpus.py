@@ -102,6 +102,7 @@ class _Arguments:
     duration_s: tuple[float, float]
     snr_db: tuple[float, float] | None
     n_sessions: int
+    n_train_sessions: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,16 +127,34 @@ def _arguments(
     duration_s: tuple[float, float],
     snr_db: tuple[float, float] | None,
     n_sessions: int,
+    n_train_sessions: int | None,
 ) -> _Arguments:
     """Validated, as plain Python numbers, so meta.json round-trips and compares equal on re-use."""
     n_speakers, n_utterances, seed = map(operator.index, (n_speakers, n_utterances, seed))
     sample_rate, n_sessions = operator.index(sample_rate), operator.index(n_sessions)
+    n_train_sessions = n_sessions if n_train_sessions is None else operator.index(n_train_sessions)
     duration_s = (float(duration_s[0]), float(duration_s[1]))
     snr_db = None if snr_db is None else (float(snr_db[0]), float(snr_db[1]))
-    _validate(n_speakers, n_utterances, seed, sample_rate, n_sessions, duration_s, snr_db)
+    _validate(
+        n_speakers,
+        n_utterances,
+        seed,
+        sample_rate,
+        (n_sessions, n_train_sessions),
+        duration_s,
+        snr_db,
+    )
     n_test = _resolve_test_speakers(n_speakers, n_test_speakers)
     return _Arguments(
-        n_speakers, n_utterances, seed, n_test, sample_rate, duration_s, snr_db, n_sessions
+        n_speakers,
+        n_utterances,
+        seed,
+        n_test,
+        sample_rate,
+        duration_s,
+        snr_db,
+        n_sessions,
+        n_train_sessions,
     )
 
 
@@ -156,7 +175,7 @@ def _validate(
     n_utterances: int,
     seed: int,
     sample_rate: int,
-    n_sessions: int,
+    sessions: tuple[int, int],
     duration_s: tuple[float, float],
     snr_db: tuple[float, float] | None,
 ) -> None:
@@ -169,8 +188,9 @@ def _validate(
         problems.append(f"seed must be >= 0, got {seed}")
     if sample_rate < 8000:
         problems.append(f"sample_rate must be >= 8000 Hz, got {sample_rate}")
-    if n_sessions < 1:
-        problems.append(f"n_sessions must be >= 1, got {n_sessions}")
+    for name, n_sessions in zip(("n_sessions", "n_train_sessions"), sessions, strict=True):
+        if n_sessions < 1:
+            problems.append(f"{name} must be >= 1, got {n_sessions}")
     if not 0.5 <= duration_s[0] <= duration_s[1]:
         problems.append(f"duration_s must be (lo, hi) with 0.5 <= lo <= hi, got {duration_s}")
     if snr_db is not None and snr_db[0] > snr_db[1]:
@@ -438,6 +458,7 @@ def make_corpus(
     duration_s: tuple[float, float] = (1.5, 4.0),
     snr_db: tuple[float, float] | None = DEFAULT_SNR_DB,
     n_sessions: int = 3,
+    n_train_sessions: int | None = None,
     progress: bool = True,
     workers: int | None = None,
 ) -> CorpusInfo:
@@ -448,14 +469,28 @@ def make_corpus(
     same whatever the number of workers.
 
     The last `n_test_speakers` speakers (default 25%, at least 2) are held out for trials and
-    identification lists, like VoxCeleb1's test ids. An existing corpus made with the same
+    identification lists, like VoxCeleb1's test ids. Each speaker's utterances are spread over
+    `n_sessions` recording sessions, a training speaker's over `n_train_sessions` (default: the
+    same): more sessions per training voice teach the model more channels to ignore, while the
+    test speakers, their files and the trials stay as they are. An existing corpus made with the same
     arguments is returned as is; meta.json is written last, so an interrupted run is rebuilt.
     """
     root = Path(out_dir)
     args = _arguments(
-        n_speakers, n_utterances, seed, n_test_speakers, sample_rate, duration_s, snr_db, n_sessions
+        n_speakers,
+        n_utterances,
+        seed,
+        n_test_speakers,
+        sample_rate,
+        duration_s,
+        snr_db,
+        n_sessions,
+        n_train_sessions,
     )
-    utterances = layout(args.seed, args.n_speakers, args.n_utterances, args.n_sessions)
+    n_train = args.n_speakers - args.n_test_speakers
+    utterances = layout(args.seed, n_train, args.n_utterances, args.n_train_sessions) + layout(
+        args.seed, args.n_test_speakers, args.n_utterances, args.n_sessions, first_index=n_train
+    )
     meta = _expected_meta(args, utterances)
     test_ids = set(meta["test_speakers"])
     trials = _make_trials(args.seed, [u for u in utterances if u.speaker in test_ids])

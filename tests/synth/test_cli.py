@@ -40,6 +40,10 @@ def test_cli_options_sample_rate_and_no_noise(tmp_path: Path) -> None:
     assert main([str(tmp_path / "noisy"), *argv, "--sample-rate", "8000"]) == 0
     meta = json.loads((tmp_path / "clean" / "meta.json").read_text())
     assert meta["arguments"]["snr_db"] is None and meta["arguments"]["n_test_speakers"] == 2
+    assert main([str(tmp_path / "sessions"), *argv, "--train-sessions", "1"]) == 0
+    meta = json.loads((tmp_path / "sessions" / "meta.json").read_text())
+    sessions = {s: len(entry["sessions"]) for s, entry in meta["speakers"].items()}
+    assert [sessions[s] for s in meta["train_speakers"] + meta["test_speakers"]] == [1, 2, 2]
     for name, expect_silent_start in (("clean", True), ("noisy", False)):
         for path in sorted((tmp_path / name / "wav").glob("*/*/*.wav")):
             samples, rate = sf.read(path, dtype="int16")

@@ -59,6 +59,7 @@ def test_meta_records_arguments_split_and_distinct_voices(corpus: CorpusInfo) ->
         "duration_s": [1.5, 4.0],
         "snr_db": [10.0, 40.0],
         "n_sessions": 3,
+        "n_train_sessions": 3,
     }
     train, test = set(meta["train_speakers"]), set(meta["test_speakers"])
     assert train.isdisjoint(test) and train | test == set(meta["speakers"])
@@ -102,6 +103,30 @@ def test_a_speaker_does_not_depend_on_the_rest_of_the_corpus(
     small_hashes = file_hashes(corpus.wav_dir)
     big_hashes = file_hashes(bigger.wav_dir)
     assert {k: big_hashes[k] for k in small_hashes} == small_hashes
+
+
+def test_more_training_sessions_leave_the_test_speakers_and_lists_as_they_are(
+    corpus: CorpusInfo, tmp_path: Path
+) -> None:
+    # SMALL: 4 utterances over 3 sessions; here each training utterance gets its own session.
+    more = make_corpus(tmp_path, **SMALL, n_train_sessions=4, progress=False)
+    meta = json.loads(more.meta.read_text())
+    for speaker in meta["train_speakers"]:
+        sessions = meta["speakers"][speaker]["sessions"]
+        assert len(sessions) == len(set(sessions)) == 4
+        assert sorted(p.parent.name for p in (more.wav_dir / speaker).rglob("*.wav")) == sorted(
+            sessions
+        )
+    test_dirs = [f"{speaker}/" for speaker in meta["test_speakers"]]
+    original, changed = file_hashes(corpus.wav_dir), file_hashes(more.wav_dir)
+    test_files = {k: v for k, v in original.items() if k.startswith(tuple(test_dirs))}
+    assert len(test_files) == 2 * 4
+    assert {k: v for k, v in changed.items() if k.startswith(tuple(test_dirs))} == test_files
+    for name in ("trials", "enroll_list", "test_list"):
+        assert getattr(more, name).read_bytes() == getattr(corpus, name).read_bytes()
+    assert more.train_list.read_bytes() != corpus.train_list.read_bytes()
+    with pytest.raises(ValueError, match="n_train_sessions must be >= 1"):
+        make_corpus(tmp_path / "bad", **SMALL, n_train_sessions=0, progress=False)
 
 
 def test_train_list_covers_exactly_the_train_speakers(corpus: CorpusInfo) -> None:
