@@ -472,8 +472,8 @@ def make_corpus(
     identification lists, like VoxCeleb1's test ids. Each speaker's utterances are spread over
     `n_sessions` recording sessions, a training speaker's over `n_train_sessions` (default: the
     same): more sessions per training voice teach the model more channels to ignore, while the
-    test speakers, their files and the trials stay as they are. An existing corpus made with the same
-    arguments is returned as is; meta.json is written last, so an interrupted run is rebuilt.
+    test speakers, their files and the trials stay as they are. An existing corpus made with the
+    same arguments is returned as is; meta.json is written last, so an interrupted run is rebuilt.
     """
     root = Path(out_dir)
     args = _arguments(

@@ -114,18 +114,14 @@ def test_enrolled_plda_scores_use_all_of_a_speakers_enrolment(run):
     enroll, test = read_id_list(run.corpus.enroll_list), read_id_list(run.corpus.test_list)
     plda = Plda.fit(*training_speaker_sample(run.model), PLDA_DIM)
     speakers = sorted({u.speaker for u in enroll})
-    reference = np.array(  # [test, speaker]: the speaker's projected mean, n = its utterances
+    enrolled = [  # each speaker's projected enrolment utterances
+        plda.project(vectors[[row[u.utt_id] for u in enroll if u.speaker == s]]) for s in speakers
+    ]
+    tests = plda.project(vectors[[row[t.utt_id] for t in test]])
+    reference = np.array(  # [test, speaker]: one pair at a time, n = the speaker's utterances
         [
-            [
-                plda.llr(own.mean(axis=0)[None], plda.project(vectors[[row[t.utt_id]]]), len(own))[
-                    0
-                ]
-                for own in (
-                    plda.project(vectors[[row[u.utt_id] for u in enroll if u.speaker == s]])
-                    for s in speakers
-                )
-            ]
-            for t in test
+            [plda.llr(own.mean(axis=0)[None], x[None], len(own))[0] for own in enrolled]
+            for x in tests
         ]
     )
     labels = np.array([[t.speaker == s for s in speakers] for t in test], np.int32)
