@@ -77,9 +77,11 @@ class CropBatches:
     are speaker s), as GE2E needs; an epoch is then nominal (as many rows as utterances).
 
     Crops are `crop_frames` long; a shorter utterance is used whole, zero padded, and `lengths` says
-    so. Utterances shorter than `min_frames` (default 1) are dropped up front and counted in
-    `n_excluded`. `labels[j]` is the class of `indices[j]`. `part` (a corpus split over processes,
-    see `PartitionedBatches`) gives each part its own random streams.
+    so. `normalise` (e.g. `utterance_cmvn`) is applied to each crop's frames, so that a crop is
+    normalised with its own statistics, as a test utterance of its length will be. Utterances
+    shorter than `min_frames` (default 1) are dropped up front and counted in `n_excluded`.
+    `labels[j]` is the class of `indices[j]`. `part` (a corpus split over processes, see
+    `PartitionedBatches`) gives each part its own random streams.
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class CropBatches:
         seed: int = 0,
         speakers_per_batch: int | None = None,
         part: int | None = None,
+        normalise: Callable[[np.ndarray], np.ndarray] | None = None,
     ):
         indices = np.asarray(indices, np.int64)
         labels = np.asarray(labels, np.int32)
@@ -115,6 +118,7 @@ class CropBatches:
         self.seed = seed
         self._keys = (seed,) if part is None else (seed, part)
         self.speakers_per_batch = speakers_per_batch
+        self.normalise = normalise
         self._lengths = source.lengths[self.indices]
         self._permutation_cache: tuple[int, np.ndarray] | None = None
         if len(self.indices) < batch_size:
@@ -186,7 +190,8 @@ class CropBatches:
         out.labels[:] = self.labels[rows]
         out.index[:] = self.indices[rows]
         for r, (i, start, n) in enumerate(zip(out.index, starts, crop, strict=True)):
-            out.feats[r, :n] = self.source.read(int(i), int(start), int(n))
+            frames = self.source.read(int(i), int(start), int(n))
+            out.feats[r, :n] = frames if self.normalise is None else self.normalise(frames)
         return out
 
     def iterate(self, start_step: int = 0) -> Iterator[Batch]:

@@ -243,8 +243,13 @@ def _normalise(feats: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
         return feats
     if cfg.cmn == "running":
         return _running_cmvn(feats, cfg.cmn_window, cfg.cvn)
+    return utterance_cmvn(feats, cfg.cvn)
+
+
+def utterance_cmvn(feats: np.ndarray, cvn: bool) -> np.ndarray:
+    """`feats` less their mean over all frames, and divided by their std there if `cvn`."""
     centred = feats - feats.mean(axis=0, keepdims=True)
-    if not cfg.cvn:
+    if not cvn:
         return centred
     return centred / np.maximum(centred.std(axis=0, keepdims=True), CVN_FLOOR)
 

@@ -81,18 +81,25 @@ def read_meta(manager: ocp.CheckpointManager, step: int) -> dict[str, Any]:
 
 def upgrade_config(config: dict[str, Any]) -> dict[str, Any]:
     """A saved config dict in the current layout (runs written before sections existed had the
-    feature config and training fields at the top level, and the input width in the model)."""
-    if "features" not in config:
-        data = config.get("data", {})
-        if "features" in data:  # the bool cmn / vad of older feature configs
-            data = {**data, "features": upgrade_feature_dict(data["features"])}
-            return {**config, "data": data}
+    feature config and training fields at the top level, and the input width in the model; runs
+    written before `data.crop_cmn` existed normalised crops with their utterance's statistics)."""
+    if "features" in config:
+        config = _sectioned(config)
+    if "data" not in config:
         return config
-    old = dict(config)
+    data = dict(config["data"])
+    if "features" in data:  # the bool cmn / vad of older feature configs
+        data["features"] = upgrade_feature_dict(data["features"])
+    data.setdefault("crop_cmn", False)
+    return {**config, "data": data}
+
+
+def _sectioned(old: dict[str, Any]) -> dict[str, Any]:
+    old = dict(old)
     model = dict(old.pop("model"))
     model.pop("n_features", None)  # now the feature config's, not set twice
     spec_augment = {"enabled": bool(old.pop("spec_augment", False))}
-    data = {"features": upgrade_feature_dict(old.pop("features"))}
+    data = {"features": old.pop("features")}
     data.update({k: old.pop(k) for k in _FLAT_DATA_FIELDS if k in old})
     trainer = {k: old.pop(k) for k in _FLAT_TRAINER_FIELDS if k in old}
     return {**old, "data": data, "model": model, "spec_augment": spec_augment, "trainer": trainer}

@@ -32,6 +32,9 @@ class DataConfig(Config):
     features: FeatureConfig = field(default_factory=FeatureConfig)
     crop_frames: int = 200
     min_frames: int = 50  # utterances shorter than this are not used for training
+    # Normalise each crop over its own frames (features.cmn="utterance" only), as a test utterance
+    # of its length is normalised, instead of with its whole utterance's statistics.
+    crop_cmn: bool = True
     speakers_per_batch: int = 0  # >0: speaker-balanced batches (required by GE2E)
     val_speakers: int = 8  # held out from training, for the validation EER
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # copies in the feature store

@@ -15,8 +15,9 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import jax
@@ -28,13 +29,14 @@ from gru_jax.core import config as configs
 from gru_jax.core.files import atomic_write, atomic_write_jsonl
 from gru_jax.core.rundir import RunDir
 from gru_jax.data.batching import CropBatches, PartitionedBatches, Prefetcher
+from gru_jax.data.features import utterance_cmvn
 from gru_jax.data.prepare import TrainingData
 from gru_jax.infer.checkpoint import checkpoint_manager, read_meta
 from gru_jax.infer.distributed import local_copy
 from gru_jax.infer.embedding import Embedder
 from gru_jax.nn.mesh import data_mesh, put_rows, replicated
 from gru_jax.train import checkpoint
-from gru_jax.train.config import TrainConfig, from_saved, resumed_config
+from gru_jax.train.config import DataConfig, TrainConfig, from_saved, resumed_config
 from gru_jax.train.finetune import source_encoder
 from gru_jax.train.step import initial_state, make_train_step
 from gru_jax.train.validation import validation_eer
@@ -92,10 +94,19 @@ def train_stream(cfg: TrainConfig, data: TrainingData) -> PartitionedBatches:
                 seed=cfg.trainer.seed,
                 speakers_per_batch=speakers or None,
                 part=None if data.n_parts == 1 else part.index,
+                normalise=_crop_normaliser(cfg.data),
             )
             for part in data.parts
         ]
     )
+
+
+def _crop_normaliser(data: DataConfig) -> Callable[[np.ndarray], np.ndarray] | None:
+    """Utterance CMN re-applied over each crop (exact: a crop's statistics shift and scale with
+    the utterance's). Running CMN is already local, and "none" has nothing to normalise."""
+    if not data.crop_cmn or data.features.cmn != "utterance":
+        return None
+    return partial(utterance_cmvn, cvn=data.features.cvn)
 
 
 def _read_metrics(path: epath.Path, up_to_step: int) -> list[dict[str, Any]]:

@@ -138,6 +138,18 @@ def test_crops_lie_inside_utterances_and_equal_source_rows():
     assert 0.4 < np.mean(relative_starts) < 0.6  # uniform starts: mean 0.5, std of mean ~0.035
 
 
+def test_normalise_sees_each_crop_alone():
+    store = make_store()
+    batch = plain_stream(store, normalise=lambda frames: frames - frames.mean(axis=0)).batch(0)
+    raw = plain_stream(store).batch(0)
+    np.testing.assert_array_equal(batch.index, raw.index)
+    for row, n in enumerate(batch.lengths):
+        crop = raw.feats[row, :n]
+        np.testing.assert_allclose(batch.feats[row, :n], crop - crop.mean(axis=0), atol=1e-6)
+        assert not batch.feats[row, n:].any()
+    assert not np.allclose(batch.feats, raw.feats)
+
+
 def test_each_epoch_visits_every_utterance_once():
     store = make_store(n=60)
     stream = plain_stream(store, batch_size=8)

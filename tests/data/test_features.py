@@ -14,6 +14,7 @@ from gru_jax.data.features import (
     compute_features,
     extract_features,
     feature_config_from_dict,
+    utterance_cmvn,
 )
 from tests.data._audio import SR, speechlike
 
@@ -93,6 +94,19 @@ def test_cmn_zero_mean_and_cvn_unit_variance():
     cmvn = compute_features(wave, FeatureConfig(kind="mfcc", cmn="utterance", cvn=True))
     np.testing.assert_allclose(cmvn.mean(axis=0), 0.0, atol=1e-5)
     np.testing.assert_allclose(cmvn.std(axis=0), 1.0, atol=1e-4)
+
+
+@pytest.mark.parametrize("cvn", [False, True])
+def test_a_crop_of_normalised_features_renormalised_is_the_crop_normalised(cvn):
+    """What training does to each crop of the stored (utterance-normalised) features gives the
+    features a test utterance of just those frames would have."""
+    raw = compute_features(speechlike(2.0, seed=4), FeatureConfig(kind="mfcc", **RAW))
+    stored = compute_features(speechlike(2.0, seed=4), FeatureConfig(kind="mfcc", cvn=cvn))
+    np.testing.assert_allclose(stored, utterance_cmvn(raw, cvn), atol=1e-4)
+    crop = slice(40, 90)
+    expected = utterance_cmvn(raw[crop], cvn)
+    np.testing.assert_allclose(utterance_cmvn(stored[crop], cvn), expected, atol=1e-4)
+    assert not np.allclose(stored[crop], expected, atol=1e-2)  # the crop's own statistics differ
 
 
 def test_vad_drops_a_quiet_gap():

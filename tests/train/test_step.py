@@ -64,3 +64,19 @@ def test_dropout_and_specaugment_change_the_step(data):
         tiny_config(model={"dropout": 0.3}, spec_augment={"enabled": True}), data, 1, 1
     )
     assert plain[0] != pytest.approx(noisy[0], rel=1e-4)
+
+
+def test_training_crops_are_normalised_as_utterances_of_their_length(data):
+    """With utterance CMN (the default), each crop is centred on its own frames; `crop_cmn=false`
+    keeps the stored frames, centred on their whole utterance."""
+    centred = train_stream(tiny_config(), data).batch(0)
+    stored = train_stream(tiny_config(data={"crop_cmn": False}), data).batch(0)
+    np.testing.assert_array_equal(centred.index, stored.index)
+    utterance_lengths = data.store.lengths[stored.index]
+    offsets = []
+    for row, n in enumerate(centred.lengths):
+        frames = stored.feats[row, :n]
+        np.testing.assert_allclose(centred.feats[row, :n], frames - frames.mean(axis=0), atol=1e-5)
+        if n < utterance_lengths[row]:
+            offsets.append(np.abs(frames.mean(axis=0)).max())
+    assert offsets and min(offsets) > 1e-2  # a crop's mean is not its utterance's
