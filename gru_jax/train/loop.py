@@ -82,6 +82,7 @@ def train_stream(cfg: TrainConfig, data: TrainingData) -> PartitionedBatches:
                 f"data.speakers_per_batch={cfg.data.speakers_per_batch} does not split into "
                 f"{data.n_parts} data parts (one per process)"
             )
+    normalise = _crop_normaliser(cfg.data)
     return PartitionedBatches(
         [
             CropBatches(
@@ -94,7 +95,7 @@ def train_stream(cfg: TrainConfig, data: TrainingData) -> PartitionedBatches:
                 seed=cfg.trainer.seed,
                 speakers_per_batch=speakers or None,
                 part=None if data.n_parts == 1 else part.index,
-                normalise=_crop_normaliser(cfg.data),
+                normalise=normalise,
             )
             for part in data.parts
         ]

@@ -92,3 +92,6 @@ def test_configs_saved_before_sections_existed_are_upgraded():
     features, model = encoder_configs(old)
     assert features == tiny_config().data.features and model == tiny_config().model
     assert upgrade_config(to_dict(tiny_config())) == to_dict(tiny_config())
+    sectioned = to_dict(tiny_config())
+    del sectioned["data"]["crop_cmn"]  # a run saved before the field: trained without it
+    assert from_saved(sectioned) == tiny_config(data={"crop_cmn": False})
