@@ -104,7 +104,9 @@ def train_stream(cfg: TrainConfig, data: TrainingData) -> PartitionedBatches:
 
 def _crop_normaliser(data: DataConfig) -> Callable[[np.ndarray], np.ndarray] | None:
     """Utterance CMN re-applied over each crop (exact: a crop's statistics shift and scale with
-    the utterance's). Running CMN is already local, and "none" has nothing to normalise."""
+    the utterance's). Running CMN stays as stored: it cannot be re-applied to its own output, and
+    a stored crop differs from a stream of the same frames only within its first window (where the
+    stream has heard less). "none" has nothing to normalise."""
     if not data.crop_cmn or data.features.cmn != "utterance":
         return None
     return partial(utterance_cmvn, cvn=data.features.cvn)
