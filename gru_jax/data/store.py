@@ -17,6 +17,7 @@ their source utterance, so they are built and resumed by the same shards.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -56,10 +57,15 @@ class StoreError(RuntimeError):
 
 def _digest(rows: Sequence[_Row]) -> str:
     """Of the rows' utterances; a copy differs by its id, and a store without copies keeps the
-    digest it had before augmentation existed (so its partial builds still resume)."""
+    digest it had before augmentation existed (so its partial builds still resume). Paths count
+    as resolved, as the store's directory key resolves the corpus root: a corpus reached through
+    a symlink shares its store instead of rebuilding it for each path in turn."""
+    real_dir = functools.lru_cache(maxsize=None)(os.path.realpath)
     h = hashlib.sha256()
     for u, _, _ in rows:
-        h.update(f"{u.utt_id}\t{u.speaker}\t{u.path}\t{u.start}\t{u.end}\n".encode())
+        folder, name = os.path.split(u.path)
+        path = os.path.join(real_dir(folder), name)
+        h.update(f"{u.utt_id}\t{u.speaker}\t{path}\t{u.start}\t{u.end}\n".encode())
     return h.hexdigest()[:16]
 
 

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -70,6 +71,19 @@ def test_reopen_reuses_without_recomputing(corpus, tmp_path, monkeypatch):
     monkeypatch.setattr(store_mod, "extract_many", lambda *a, **k: pytest.fail("recomputed"))
     assert _contents(_build(corpus, tmp_path / "store")) == first
     assert _contents(open_store(tmp_path / "store", CFG)) == first
+
+
+def test_corpus_through_a_symlink_reuses_the_same_store(corpus, tmp_path, monkeypatch):
+    first = _contents(_build(corpus, tmp_path / "store"))
+    link = tmp_path / "linked"
+    link.symlink_to(tmp_path / "wav", target_is_directory=True)
+    via_link = [
+        dataclasses.replace(u, path=u.path.replace(str(tmp_path / "wav"), str(link)))
+        for u in corpus
+    ]
+    assert via_link[0].path != corpus[0].path
+    monkeypatch.setattr(store_mod, "extract_many", lambda *a, **k: pytest.fail("recomputed"))
+    assert _contents(_build(via_link, tmp_path / "store")) == first
 
 
 def test_interrupted_build_resumes_to_identical_store(corpus, tmp_path, monkeypatch):
