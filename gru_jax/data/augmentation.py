@@ -3,11 +3,13 @@
 Copies are extra utterances in the feature store (`store.build_store`), extracted like any other,
 so training needs no online augmentation and an interrupted build resumes them by shards:
 
-- ``<utt>#noise<k>``: additive noise at an SNR drawn from `AugmentConfig.snr_db`. With a MUSAN
-  directory (``noise/``, ``music/``, ``speech/`` subdirectories of wavs, searched recursively) the
-  noise is a random stretch of a noise or music file, or babble: the sum of 3-7 speech files.
-  Without one it is generated: white, pink or brown noise, or babble-like noise (3-7 "talkers" of
-  pink noise, each amplitude-modulated at a syllable rate of 2-6 Hz).
+- ``<utt>#noise<k>``: additive noise. With a MUSAN directory (``noise/``, ``music/``, ``speech/``
+  subdirectories of wavs, searched recursively) the noise is a random stretch of a noise or music
+  file, or babble: the sum of 3-7 speech files; each kind at an SNR drawn from its own range, the
+  ranges of Kaldi's and WeSpeaker's VoxCeleb recipes (babble drowns a voice at SNRs where
+  stationary noise only masks it). Without one it is generated: white, pink or brown noise, or
+  babble-like noise (3-7 "talkers" of pink noise, each amplitude-modulated at a syllable rate of
+  2-6 Hz), at an SNR drawn from `AugmentConfig.snr_db`.
 - ``<utt>#reverb<k>``: convolved with a room impulse response, from `AugmentConfig.rir_dir` (e.g.
   Kaldi's ``RIRS_NOISES/simulated_rirs``), else a simulated one: Gaussian noise under an
   exponential decay reaching -60 dB at an RT60 of 0.2-0.8 s, after a direct-path impulse at a
@@ -53,8 +55,11 @@ class AugmentConfig(Config):
     noise: int = 0  # additive-noise copies per utterance
     reverb: int = 0  # reverberated copies per utterance
     speed: tuple[float, ...] = ()  # speed factors, e.g. (0.9, 1.1); each copy is a new speaker
-    snr_db: tuple[float, float] = (0.0, 20.0)  # range the noise copies' SNR is drawn from
+    snr_db: tuple[float, float] = (0.0, 20.0)  # SNR range of generated noise
     musan_dir: str = ""  # MUSAN root (noise/, music/, speech/); "": generated noise
+    musan_noise_snr_db: tuple[float, float] = (0.0, 15.0)  # SNR ranges of MUSAN's kinds
+    musan_music_snr_db: tuple[float, float] = (5.0, 15.0)
+    musan_babble_snr_db: tuple[float, float] = (13.0, 20.0)
     rir_dir: str = ""  # directory of RIR wavs; "": simulated RIRs
     seed: int = 0
 
@@ -66,8 +71,14 @@ class AugmentConfig(Config):
             raise ValueError(
                 f"AugmentConfig.speed must hold distinct factors > 0 other than 1, got {self.speed}"
             )
-        if self.snr_db[0] > self.snr_db[1]:
-            raise ValueError(f"AugmentConfig.snr_db must be (low, high), got {self.snr_db}")
+        for name in ("snr_db", *(f"musan_{kind}_snr_db" for kind in MUSAN_NOISES)):
+            low, high = getattr(self, name)
+            if low > high:
+                raise ValueError(f"AugmentConfig.{name} must be (low, high), got {(low, high)}")
+
+    def musan_snr_db(self, kind: str) -> tuple[float, float]:
+        """The SNR range of MUSAN noise of `kind` (a key of MUSAN_NOISES)."""
+        return getattr(self, f"musan_{kind}_snr_db")
 
     @property
     def enabled(self) -> bool:
@@ -141,12 +152,12 @@ def augment(wave: np.ndarray, copy: Copy, cfg: AugmentConfig, sample_rate: int) 
 def add_noise(
     wave: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig, sample_rate: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(noisy wave, the noise added): noise scaled to an SNR drawn from `cfg.snr_db` against the
-    whole utterance's power."""
-    snr = rng.uniform(*cfg.snr_db)
+    """(noisy wave, the noise added): noise scaled to an SNR drawn from its kind's range (see the
+    module) against the whole utterance's power."""
     if cfg.musan_dir:
-        noise = _musan_noise(cfg.musan_dir, rng, len(wave), sample_rate)
+        noise, snr = _musan_noise(cfg, rng, len(wave), sample_rate)
     else:
+        snr = rng.uniform(*cfg.snr_db)
         noise = _generated_noise(rng, len(wave), sample_rate)
     noise_power = max(float(np.mean(noise**2)), 1e-20)
     scale = np.sqrt(np.mean(wave.astype(np.float64) ** 2) / (noise_power * 10.0 ** (snr / 10.0)))
@@ -217,18 +228,23 @@ def coloured_noise(rng: np.random.Generator, n: int, exponent: int) -> np.ndarra
     return fft.irfft(spectrum / freqs ** (exponent / 2.0), size)[:n]
 
 
-def _musan_noise(musan_dir: str, rng: np.random.Generator, n: int, sample_rate: int) -> np.ndarray:
-    found = {kind: _wavs(Path(musan_dir) / sub) for kind, sub in MUSAN_NOISES.items()}
+def _musan_noise(
+    cfg: AugmentConfig, rng: np.random.Generator, n: int, sample_rate: int
+) -> tuple[np.ndarray, float]:
+    """`n` samples of MUSAN noise of a random kind, and an SNR drawn from that kind's range."""
+    found = {kind: _wavs(Path(cfg.musan_dir) / sub) for kind, sub in MUSAN_NOISES.items()}
     kinds = [kind for kind, files in found.items() if files]
     if not kinds:
         raise FileNotFoundError(
-            f"{musan_dir}: no wavs under noise/, music/ or speech/ (the MUSAN layout)"
+            f"{cfg.musan_dir}: no wavs under noise/, music/ or speech/ (the MUSAN layout)"
         )
     kind = kinds[rng.integers(len(kinds))]
+    snr = rng.uniform(*cfg.musan_snr_db(kind))
     files = found[kind]
     n_files = rng.integers(BABBLE_TALKERS[0], BABBLE_TALKERS[1] + 1) if kind == "babble" else 1
     picks = rng.integers(len(files), size=n_files)
-    return np.sum([_noise_segment(files[i], rng, n, sample_rate) for i in picks], axis=0)
+    noise = np.sum([_noise_segment(files[i], rng, n, sample_rate) for i in picks], axis=0)
+    return noise, snr
 
 
 def _noise_segment(path: str, rng: np.random.Generator, n: int, sample_rate: int) -> np.ndarray:

@@ -103,7 +103,7 @@ def test_musan_layout_is_used(tmp_path):
     t = np.arange(2 * SR) / SR
     (tmp_path / "noise").mkdir()
     sf.write(tmp_path / "noise" / "hum.wav", 0.3 * np.sin(2 * np.pi * 1000 * t), SR)
-    cfg = AugmentConfig(noise=1, musan_dir=str(tmp_path), snr_db=(5.0, 5.0))
+    cfg = AugmentConfig(noise=1, musan_dir=str(tmp_path), musan_noise_snr_db=(5.0, 5.0))
     wave = speechlike(0.5)
     for seed in range(3):
         _, noise = add_noise(wave, np.random.default_rng(seed), cfg, SR)
@@ -113,10 +113,34 @@ def test_musan_layout_is_used(tmp_path):
     (tmp_path / "babble" / "speech").mkdir(parents=True)
     for k, hz in enumerate((300, 700, 1100, 1500, 1900, 2300, 2700)):
         sf.write(tmp_path / "babble" / "speech" / f"s{k}.wav", 0.3 * np.sin(2 * np.pi * hz * t), SR)
-    babble_cfg = AugmentConfig(noise=1, musan_dir=str(tmp_path / "babble"), snr_db=(5.0, 5.0))
+    babble_cfg = AugmentConfig(noise=1, musan_dir=str(tmp_path / "babble"))
     _, babble = add_noise(wave, np.random.default_rng(0), babble_cfg, SR)
     spectrum = np.abs(np.fft.rfft(babble))
     assert np.sum(spectrum > 0.1 * spectrum.max()) >= 2  # more than one talker's tone
+
+
+def test_each_musan_kind_has_its_own_snr_range(tmp_path):
+    """Babble at 0 dB drowns a voice where stationary noise at 0 dB masks it: Kaldi's and
+    WeSpeaker's recipes draw each kind from its own range, and so do the copies."""
+    t = np.arange(2 * SR) / SR
+    # A tone per subdirectory tells the kinds apart.
+    tones = {"noise": 500, "music": 1500, "speech": 3000}
+    for sub, hz in tones.items():
+        (tmp_path / sub).mkdir()
+        sf.write(tmp_path / sub / "a.wav", 0.3 * np.sin(2 * np.pi * hz * t), SR)
+    cfg = AugmentConfig(noise=1, musan_dir=str(tmp_path))
+    ranges = {500: (0.0, 15.0), 1500: (5.0, 15.0), 3000: (13.0, 20.0)}
+    wave = speechlike(0.5)
+    seen = set()
+    for seed in range(24):
+        _, noise = add_noise(wave, np.random.default_rng(seed), cfg, SR)
+        kind = min(ranges, key=lambda hz: abs(hz - _spectral_peak_hz(noise)))
+        low, high = ranges[kind]
+        assert low - 0.5 < _snr_db(wave, noise) < high + 0.5, kind
+        seen.add(kind)
+    assert seen == set(ranges)
+    with pytest.raises(ValueError, match="musan_babble_snr_db"):
+        AugmentConfig(musan_babble_snr_db=(20.0, 13.0)).validate()
 
 
 def test_a_long_noise_file_is_read_only_where_it_is_used(tmp_path, monkeypatch):
@@ -127,7 +151,7 @@ def test_a_long_noise_file_is_read_only_where_it_is_used(tmp_path, monkeypatch):
     reads = []
     real = augmentation.load_audio
     monkeypatch.setattr(augmentation, "load_audio", lambda *a: reads.append(a[2:]) or real(*a))
-    cfg = AugmentConfig(noise=1, musan_dir=str(tmp_path), snr_db=(5.0, 5.0))
+    cfg = AugmentConfig(noise=1, musan_dir=str(tmp_path))
     wave = speechlike(0.5)
     starts = []
     for seed in range(4):
