@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import logging
 import subprocess
@@ -354,12 +355,35 @@ def score_system(
 # --- training ---------------------------------------------------------------------------------
 
 
-def train_row(row: Row, data: Path, list_file: Path, run: Path, init: Path | None) -> float:
-    """Train `row` with train.py (resumed if it was interrupted); the wall seconds it took."""
+def code_digest() -> str:
+    """A hash of the code that trains a row (the package and train.py): a finished row is reused
+    when its settings match, and this tells a table whose rows different code trained."""
+    digest = hashlib.sha256()
+    for path in sorted([REPO / "train.py", *(REPO / "gru_jax").rglob("*.py")]):
+        digest.update(f"{path.relative_to(REPO).as_posix()}\0".encode() + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def train_row(
+    row: Row, data: Path, list_file: Path, run: Path, init: Path | None
+) -> tuple[float, str | None]:
+    """Train `row` with train.py (resumed if it was interrupted), or reuse it when it finished
+    with the same settings: the wall seconds it took and the `code_digest` it was trained with
+    (None for a row recorded before digests were)."""
     done = run / "accuracy-row.json"
     spec = {"row": dataclasses.asdict(row), "data": str(data), "init_from": str(init or "")}
+    code = code_digest()
     if done.is_file() and json.loads(done.read_text())["spec"] == spec:
-        return float(json.loads(done.read_text())["wall_s"])
+        record = json.loads(done.read_text())
+        if record.get("code") != code:
+            log.warning(
+                "%s: reused, trained by other code (%s, now %s); delete %s to retrain it",
+                row.name,
+                record.get("code", "unrecorded"),
+                code,
+                run,
+            )
+        return float(record["wall_s"]), record.get("code")
     command = [sys.executable, str(REPO / "train.py"), "--preset", row.preset, "--data", str(data)]
     command += ["--list", str(list_file), "--out", str(run), "--no-progress"]
     if init is not None:
@@ -370,8 +394,8 @@ def train_row(row: Row, data: Path, list_file: Path, run: Path, init: Path | Non
     start = time.perf_counter()
     subprocess.run(command, check=True, cwd=REPO)
     wall_s = time.perf_counter() - start
-    atomic_write_json(done, {"spec": spec, "wall_s": wall_s})
-    return wall_s
+    atomic_write_json(done, {"spec": spec, "wall_s": wall_s, "code": code})
+    return wall_s, code
 
 
 # --- the table --------------------------------------------------------------------------------
@@ -422,6 +446,12 @@ def markdown(result: Mapping[str, Any]) -> str:
                 f"| {name} | {t['preset']} | {t['data']} | {t['init_from'] or '-'} | {t['steps']} "
                 f"| {t['wall_s'] / 60:.1f} min | {settings} |"
             )
+        codes = {t.get("code") for t in result["trained"].values()}
+        if len(codes) > 1:
+            by_code = ", ".join(
+                f"{name}: {t.get('code') or 'unrecorded'}" for name, t in result["trained"].items()
+            )
+            lines += ["", f"Rows trained by different code (`code_digest`): {by_code}."]
     return "\n".join(lines) + "\n"
 
 
@@ -492,7 +522,9 @@ def run(out: Path, row_set: str, resemblyzer: bool = True) -> dict[str, Any]:
     for row in rows:
         corpus = generated if row.data == "generated" and generated is not None else target
         init = out / "runs" / row.init_from if row.init_from else None
-        wall_s = train_row(row, corpus.wav_dir, corpus.train_list, out / "runs" / row.name, init)
+        wall_s, code = train_row(
+            row, corpus.wav_dir, corpus.train_list, out / "runs" / row.name, init
+        )
         trained[row.name] = {
             "preset": row.preset,
             "data": row.data,
@@ -500,6 +532,7 @@ def run(out: Path, row_set: str, resemblyzer: bool = True) -> dict[str, Any]:
             "overrides": dict(row.overrides),
             "steps": _trained_steps(out / "runs" / row.name),
             "wall_s": wall_s,
+            "code": code,
         }
 
     test_set = load_test_set(target.root, target.genders)

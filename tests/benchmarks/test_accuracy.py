@@ -114,6 +114,31 @@ def test_markdown_table_shows_percentages_and_training_rows():
         "| a | dev | target | g | 600 | 1.5 min | `trainer.steps=600` `loss.margin=0.2` |" in table
     )
     assert "| b | dev | generated | - | 600 | 1.0 min | `loss.margin=0.3` |" in table
+    assert "different code" not in table
+    result["trained"]["a"]["code"] = "abc"
+    assert "Rows trained by different code (`code_digest`): a: abc, b: unrecorded." in (
+        accuracy.markdown(result)
+    )
+
+
+def test_a_finished_row_is_reused_and_says_when_other_code_trained_it(
+    tmp_path, monkeypatch, caplog
+):
+    """A table can mix rows trained by several versions of the code: each records its own."""
+    commands = []
+    monkeypatch.setattr(accuracy.subprocess, "run", lambda command, **_: commands.append(command))
+    row = accuracy.Row("r", "dev", {"trainer.steps": "5"})
+    args = (row, tmp_path / "wav", tmp_path / "list.txt", tmp_path / "r", None)
+    _, code = accuracy.train_row(*args)
+    assert (
+        len(commands) == 1 and "trainer.steps=5" in commands[0] and code == accuracy.code_digest()
+    )
+    with caplog.at_level("WARNING", logger="accuracy"):
+        assert accuracy.train_row(*args)[1] == code and not caplog.records
+        monkeypatch.setattr(accuracy, "code_digest", lambda: "other")
+        assert accuracy.train_row(*args)[1] == code
+    assert len(commands) == 1
+    assert f"r: reused, trained by other code ({code}, now other)" in caplog.text
 
 
 @pytest.mark.parametrize("row_set", sorted(accuracy.ROW_SETS))
