@@ -365,16 +365,15 @@ def code_digest() -> str:
 
 
 def train_row(
-    row: Row, data: Path, list_file: Path, run: Path, init: Path | None
+    row: Row, data: Path, list_file: Path, run: Path, init: Path | None, code: str
 ) -> tuple[float, str | None]:
-    """Train `row` with train.py (resumed if it was interrupted), or reuse it when it finished
-    with the same settings: the wall seconds it took and the `code_digest` it was trained with
-    (None for a row recorded before digests were)."""
+    """Train `row` with train.py (resumed if it was interrupted) by the code of digest `code`,
+    or reuse it when it finished with the same settings: the wall seconds it took and the
+    `code_digest` it was trained with (None for a row recorded before digests were)."""
     done = run / "accuracy-row.json"
     spec = {"row": dataclasses.asdict(row), "data": str(data), "init_from": str(init or "")}
-    code = code_digest()
-    if done.is_file() and json.loads(done.read_text())["spec"] == spec:
-        record = json.loads(done.read_text())
+    record = json.loads(done.read_text()) if done.is_file() else {}
+    if record.get("spec") == spec:
         if record.get("code") != code:
             log.warning(
                 "%s: reused, trained by other code (%s, now %s); delete %s to retrain it",
@@ -519,20 +518,20 @@ def run(out: Path, row_set: str, resemblyzer: bool = True) -> dict[str, Any]:
         generated = build_corpus("generated", out / "corpora")
 
     trained: dict[str, dict[str, Any]] = {}
+    code = code_digest()
     for row in rows:
         corpus = generated if row.data == "generated" and generated is not None else target
         init = out / "runs" / row.init_from if row.init_from else None
-        wall_s, code = train_row(
-            row, corpus.wav_dir, corpus.train_list, out / "runs" / row.name, init
-        )
+        run_dir = out / "runs" / row.name
+        wall_s, row_code = train_row(row, corpus.wav_dir, corpus.train_list, run_dir, init, code)
         trained[row.name] = {
             "preset": row.preset,
             "data": row.data,
             "init_from": row.init_from,
             "overrides": dict(row.overrides),
-            "steps": _trained_steps(out / "runs" / row.name),
+            "steps": _trained_steps(run_dir),
             "wall_s": wall_s,
-            "code": code,
+            "code": row_code,
         }
 
     test_set = load_test_set(target.root, target.genders)
