@@ -1,5 +1,6 @@
 """Test-wide set-up: four host CPU devices so multi-device code paths run on a laptop."""
 
+import logging
 import os
 import tempfile
 
@@ -16,6 +17,17 @@ if "PYTEST_XDIST_WORKER" in os.environ:
         "NUMBA_CACHE_DIR",
         os.path.join(tempfile.gettempdir(), "gru-jax-numba", os.environ["PYTEST_XDIST_WORKER"]),
     )
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging():
+    """A CLI run in-process points the root logger at the test's captured stderr, which pytest
+    closes after the test: later tests would log into a closed file and see its INFO level."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

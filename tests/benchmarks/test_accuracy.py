@@ -132,6 +132,7 @@ def test_a_finished_row_is_reused_and_says_when_other_code_trained_it(
     code = accuracy.code_digest()
     assert accuracy.train_row(*args, code)[1] == code
     assert len(commands) == 1 and "trainer.steps=5" in commands[0]
+    caplog.clear()
     with caplog.at_level("WARNING", logger="accuracy"):
         assert accuracy.train_row(*args, code)[1] == code and not caplog.records
         assert accuracy.train_row(*args, "other")[1] == code
