@@ -202,23 +202,46 @@ def load_encoder(
 
 def _restore_encoder(manager: ocp.CheckpointManager, run: RunDir, step: int, abstract: Any) -> Any:
     """`state.params.encoder` of one step (orbax partial restore) into `abstract`'s placement."""
+    _check_saved_shapes(manager, run, step, abstract)
     target = {"params": {"encoder": abstract}}
-    try:
-        restored = manager.restore(
-            step,
-            args=ocp.args.Composite(
-                **{
-                    STATE: ocp.args.PyTreeRestore(
-                        item=target,
-                        restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-                        partial_restore=True,
-                    )
-                }
-            ),
-        )
-    except (ValueError, KeyError) as e:
+    restored = manager.restore(
+        step,
+        args=ocp.args.Composite(
+            **{
+                STATE: ocp.args.PyTreeRestore(
+                    item=target,
+                    restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+                    partial_restore=True,
+                )
+            }
+        ),
+    )
+    return restored[STATE]["params"]["encoder"]
+
+
+def _check_saved_shapes(
+    manager: ocp.CheckpointManager, run: RunDir, step: int, abstract: Any
+) -> None:
+    """Refuse encoder arrays that do not fit the saved config from the checkpoint's metadata,
+    before any array is read: a restore that fails part-way leaves orbax's other reads pending,
+    and they surface as "Exception ignored in coroutine" noise at exit."""
+    saved = ocp.PyTreeCheckpointHandler().metadata(manager.directory / str(step) / STATE).tree
+    have = _shapes(saved.get("params", {}).get("encoder", {}))
+    want = _shapes(abstract)
+    wrong = [
+        f"{name}: saved {have.get(name, 'nothing')}, config {want.get(name, 'nothing')}"
+        for name in sorted(have.keys() | want.keys())
+        if have.get(name) != want.get(name)
+    ]
+    if wrong:
         raise ConfigError(
             f"{run} step {step}: the saved encoder parameters do not match the model config "
-            f"saved with them ({e})"
-        ) from None
-    return restored[STATE]["params"]["encoder"]
+            f"saved with them ({'; '.join(wrong[:3])}{' ...' if len(wrong) > 3 else ''})"
+        )
+
+
+def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+    return {
+        jax.tree_util.keystr(path): tuple(leaf.shape)
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+    }

@@ -1,5 +1,7 @@
 """Loading an encoder reads only its parameters and configs, and refuses mismatched checkpoints."""
 
+import gc
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -46,10 +48,15 @@ def test_only_the_encoder_is_restored_onto_one_device(tmp_path):
     assert "head" not in encoder.params and jnp.ndim(leaves[0]) >= 1
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 def test_a_checkpoint_whose_arrays_do_not_match_its_config_is_refused(tmp_path):
+    """Refused from the checkpoint's metadata, naming the arrays, before orbax reads one: a
+    restore failing part-way left reads pending, reported at exit as ignored exceptions."""
     _save(tmp_path, _config(16), _config(24))
-    with pytest.raises(ConfigError, match="do not match the model config"):
+    with pytest.raises(ConfigError, match="do not match the model config") as refused:
         load_encoder(tmp_path)
+    assert "['embedding']['kernel']: saved (32, 8), config (48, 8)" in str(refused.value)
+    gc.collect()
 
 
 def test_missing_runs_and_steps_are_clear(tmp_path):
