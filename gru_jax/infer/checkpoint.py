@@ -48,13 +48,15 @@ def _best_metric(metrics: dict[str, Any]) -> float:
 
 
 def checkpoint_manager(run: RunDir, keep: int = 3, create: bool = False) -> ocp.CheckpointManager:
-    """The run's manager: keeps the latest `keep` steps and the one with the lowest validation EER."""
-    preservation = policies.AnyPreservationPolicy(
-        [
-            policies.LatestN(n=keep),
-            policies.BestN(get_metric_fn=_best_metric, reverse=True, n=1),
-        ]
+    """The run's manager: keeps the latest `keep` steps and the one with the lowest validation EER.
+
+    A step saved between validations has no metrics, and `BestN` would keep every such step
+    forever unless told not to: a run's disk use would grow with its length.
+    """
+    best = policies.BestN(
+        get_metric_fn=_best_metric, reverse=True, n=1, keep_checkpoints_without_metrics=False
     )
+    preservation = policies.AnyPreservationPolicy([policies.LatestN(n=keep), best])
     options = ocp.CheckpointManagerOptions(
         preservation_policy=preservation, best_fn=_best_metric, best_mode="min", create=create
     )
