@@ -25,6 +25,8 @@ DET_FIGSIZE = (6.0, 6.0)
 HISTOGRAM_FIGSIZE = (7.0, 4.5)
 CURVES_WIDTH = 8.0
 CURVES_HEIGHT_PER_METRIC = 2.5
+# Metrics that fall by decades over a run: on a linear axis their late values sit flat on zero.
+LOG_SCALE_METRICS = ("lr", "val_eer")
 
 # DET axis ticks, as probabilities (labelled in percent), spaced so that labels do not collide.
 _DET_TICKS = (1e-4, 1e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.99)
@@ -144,8 +146,8 @@ def plot_score_histograms(
 def plot_training_curves(metrics: list[dict], out_png: str | os.PathLike) -> None:
     """One stacked subplot per numeric metric found in the rows, against "step" (or row number).
 
-    Rows may lack any key; a metric is plotted at the rows that have it. The learning rate ("lr")
-    is drawn on a log axis when all its values are positive.
+    Rows may lack any key; a metric is plotted at the rows that have it. The learning rate and
+    the validation EER are drawn on a log axis when all their values are positive.
     """
     names = _metric_names(metrics)
     if not names:
@@ -179,7 +181,7 @@ def _plot_metric(ax: Axes, rows: list[dict], name: str) -> None:
     ax.plot(steps, values, marker="." if len(points) < 50 else None)
     ax.set_ylabel(name)
     ax.grid(True, alpha=0.4)
-    if name == "lr" and all(value > 0 for value in values):
+    if name in LOG_SCALE_METRICS and all(value > 0 for value in values):
         ax.set_yscale("log")
 
 

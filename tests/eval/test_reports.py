@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib.image
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 
 from gru_jax.eval import reports
 
@@ -94,6 +95,19 @@ def test_plot_training_curves_one_subplot_per_metric(tmp_path):
     assert read_png(out).shape[:2] == expected_shape(one)
     with pytest.raises(ValueError, match="no numeric metrics"):
         reports.plot_training_curves([{"step": 1}], out)
+
+
+def test_rates_and_error_rates_are_drawn_on_log_axes_when_positive():
+    axes = Figure().subplots(4, 1)
+    rows = [
+        {"step": 0, "lr": 1e-3, "loss": 5.0, "val_eer": 0.4},
+        {"step": 1, "lr": 1e-4, "loss": 2.0},
+    ]
+    reports._plot_metric(axes[0], rows, "lr")
+    reports._plot_metric(axes[1], rows, "loss")
+    reports._plot_metric(axes[2], [*rows, {"step": 2, "val_eer": 0.01}], "val_eer")
+    reports._plot_metric(axes[3], [*rows, {"step": 2, "val_eer": 0.0}], "val_eer")  # no log of 0
+    assert [ax.get_yscale() for ax in axes] == ["log", "linear", "log", "linear"]
 
 
 def test_format_table_alignment():
